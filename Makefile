@@ -1,0 +1,49 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   runs the exporter on the simulated dense-h100 node
+#   make test   installs every tool the tests need and runs lint, types and tests
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_ADDRESS ?= 127.0.0.1:9842
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test lint typecheck unit tools bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(BIN)/.installed
+	@echo "gpuwork exporter on the simulated node dense-h100 (8x H100, 56 MIG instances)"
+	@echo "  metrics: http://$(DEMO_ADDRESS)/metrics   health: /healthz   ready: /readyz"
+	@echo "  try: curl -s http://$(DEMO_ADDRESS)/metrics | grep ^gpuwork_device_sm_active_ratio"
+	@echo "  Ctrl-C stops it."
+	$(BIN)/gpuwork-exporter --simulate dense-h100 --web.listen-address $(DEMO_ADDRESS)
+
+# promtool comes from Debian's prometheus package.
+tools:
+	@command -v promtool >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@promtool --version | head -1
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check exporter tests bench
+	$(BIN)/ruff format --check exporter tests bench
+	$(BIN)/hadolint Dockerfile
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy
+
+unit: $(BIN)/.installed tools
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

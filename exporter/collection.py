@@ -1,0 +1,160 @@
+"""The background collection loop: reads NVML on a timer and publishes snapshots.
+
+NVML calls block, so they run in one named worker thread under
+`asyncio.wait_for`. A read that hangs past its timeout is left to finish on its
+own; until it does, later cycles report `still_running` instead of piling up
+threads. When NVML itself is down, `nvmlInit` is retried with exponential
+backoff while every cycle still publishes a snapshot saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import structlog
+
+from exporter.model import CollectorHealth, NodeSnapshot, NvmlReading
+from exporter.nvml_reader import NvmlDown, NvmlReader
+
+log = structlog.get_logger(component="exporter.collection")
+
+T = TypeVar("T")
+
+NVML = "nvml"
+INITIAL_BACKOFF_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 60.0
+
+
+class Collection:
+    """Owns the NVML reader's thread and lifecycle; publishes one snapshot per cycle."""
+
+    def __init__(
+        self,
+        reader: NvmlReader,
+        *,
+        node: str,
+        publish: Callable[[NodeSnapshot], None],
+        timeout: float,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._reader = reader
+        self._node = node
+        self._publish = publish
+        self._timeout = timeout
+        self._monotonic = monotonic
+        self._wall_clock = wall_clock
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nvml")
+        self._in_flight: Future[Any] | None = None
+        self._nvml_up = False
+        self._next_start_attempt = 0.0
+        self._backoff = INITIAL_BACKOFF_SECONDS
+        self._errors: Counter[str] = Counter()  # kinds this loop sees itself
+        self._reader_errors: Counter[str] = Counter()  # copied from the reader between reads
+        self._reader_dropped: Counter[str] = Counter()
+        self._last_success: float | None = None
+        self.collections = 0
+
+    @property
+    def ready(self) -> bool:
+        """True once a first collection has been published."""
+        return self.collections > 0
+
+    async def run(self, interval: float, stop: asyncio.Event) -> None:
+        """Collects every `interval` seconds until `stop` is set."""
+        while not stop.is_set():
+            started = self._monotonic()
+            await self.collect_once()
+            remaining = interval - (self._monotonic() - started)
+            if remaining > 0:
+                try:
+                    await asyncio.wait_for(stop.wait(), remaining)
+                except TimeoutError:
+                    pass
+
+    async def collect_once(self) -> NodeSnapshot:
+        started = self._monotonic()
+        reading = await self._read_nvml()
+        duration = self._monotonic() - started
+        if reading is not None:
+            self._last_success = self._wall_clock()
+        snapshot = self._snapshot(reading, CollectorHealth(reading is not None, duration,
+                                                           self._last_success))  # fmt: skip
+        self._publish(snapshot)
+        self.collections += 1
+        return snapshot
+
+    async def close(self) -> None:
+        """Shuts NVML down, waiting at most one timeout for a hung call."""
+        if self._in_flight is None or self._in_flight.done():
+            await self._in_worker(self._reader.stop)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _read_nvml(self) -> NvmlReading | None:
+        if self._in_flight is not None and not self._in_flight.done():
+            self._errors["still_running"] += 1
+            log.warning("previous NVML collection still running; skipping this one")
+            return None
+        if not self._nvml_up and not await self._try_start():
+            return None
+        try:
+            return await self._in_worker(self._reader.read)
+        except NvmlDown as error:
+            self._errors["nvml_down"] += 1
+            log.error("NVML went away; will initialize again", error=str(error))
+            self._nvml_up = False
+            await self._in_worker(self._reader.stop)
+            self._next_start_attempt = self._monotonic()  # first retry at the next cycle
+        except TimeoutError:
+            self._errors["timeout"] += 1
+            log.error("NVML collection timed out", timeout_seconds=self._timeout)
+        except Exception:  # a bug in the reader must not stop the exporter
+            self._errors["internal"] += 1
+            log.exception("NVML collection failed")
+        finally:
+            self._copy_reader_counters()
+        return None
+
+    async def _try_start(self) -> bool:
+        now = self._monotonic()
+        if now < self._next_start_attempt:
+            return False
+        try:
+            await self._in_worker(self._reader.start)
+        except (NvmlDown, TimeoutError) as error:
+            self._errors["nvml_init"] += 1
+            self._next_start_attempt = now + self._backoff
+            log.error("cannot initialize NVML", error=str(error) or "timed out",
+                      retry_in_seconds=self._backoff)  # fmt: skip
+            self._backoff = min(self._backoff * 2, MAX_BACKOFF_SECONDS)
+            return False
+        self._nvml_up = True
+        self._backoff = INITIAL_BACKOFF_SECONDS
+        return True
+
+    async def _in_worker(self, fn: Callable[[], T]) -> T:
+        future = self._executor.submit(fn)
+        self._in_flight = future
+        return await asyncio.wait_for(asyncio.wrap_future(future), self._timeout)
+
+    def _copy_reader_counters(self) -> None:
+        # Only while no read runs: the worker thread owns the reader's counters.
+        if self._in_flight is None or self._in_flight.done():
+            self._reader_errors = Counter(self._reader.errors)
+            self._reader_dropped = Counter(self._reader.dropped_series)
+
+    def _snapshot(self, reading: NvmlReading | None, health: CollectorHealth) -> NodeSnapshot:
+        errors = self._reader_errors + self._errors
+        return NodeSnapshot(
+            node=self._node,
+            nvml_up=self._nvml_up,
+            nvml=reading,
+            collectors={NVML: health},
+            errors_total={(NVML, kind): count for kind, count in errors.items()},
+            dropped_series_total=dict(self._reader_dropped),
+        )

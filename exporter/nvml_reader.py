@@ -1,0 +1,493 @@
+"""Reads every GPU and every MIG instance on the node through NVML.
+
+This is the one place that calls NVML. The library is passed in: the real
+`pynvml` module, or the simulated node, which answers the same calls; the reader
+cannot tell them apart. Constants, ctypes structures and error classes always
+come from `pynvml` itself, which loads no driver until `nvmlInit`.
+
+Fault rules, after nvitop's `libnvml.py`:
+- NOT_SUPPORTED and friends mean "no sample": the value is absent, logged once.
+- GPU_IS_LOST marks that GPU lost; the rest of the node is still read.
+- A library-wide failure (driver gone, uninitialized) raises `NvmlDown`; the
+  caller shuts NVML down and retries `nvmlInit` with backoff.
+- Any other error costs only its own sample and is counted by kind.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+import pynvml
+import structlog
+
+from exporter.model import ActivitySource, DeviceStats, GpuStats, MigMode, NvmlReading
+
+log = structlog.get_logger(component="exporter.nvml")
+
+T = TypeVar("T")
+
+# Codes that mean "this sample does not exist here", not "something broke".
+_ABSENT_CODES = frozenset(
+    {
+        pynvml.NVML_ERROR_NOT_SUPPORTED,
+        pynvml.NVML_ERROR_NOT_FOUND,
+        pynvml.NVML_ERROR_NO_PERMISSION,
+        pynvml.NVML_ERROR_FUNCTION_NOT_FOUND,
+        pynvml.NVML_ERROR_NO_DATA,
+    }
+)
+# Codes after which no call on any GPU can succeed until NVML is initialized again.
+_LIBRARY_DOWN_CODES = frozenset(
+    {
+        pynvml.NVML_ERROR_UNINITIALIZED,
+        pynvml.NVML_ERROR_DRIVER_NOT_LOADED,
+        pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH,
+        pynvml.NVML_ERROR_LIBRARY_NOT_FOUND,
+    }
+)
+_ERROR_KINDS = {
+    getattr(pynvml, name): name.removeprefix("NVML_ERROR_").lower()
+    for name in dir(pynvml)
+    if name.startswith("NVML_ERROR_") and isinstance(getattr(pynvml, name), int)
+}
+
+_MAX_EVENTS_PER_READ = 1024  # an event storm must not stall a collection
+
+
+def error_kind(error: pynvml.NVMLError) -> str:
+    """A stable snake_case name for an NVML error, for metrics and logs."""
+    return _ERROR_KINDS.get(error.value, f"code_{error.value}")
+
+
+class NvmlDown(Exception):
+    """NVML as a whole is unusable (driver not loaded, library missing, …)."""
+
+
+class GpuLost(Exception):
+    """The GPU answered GPU_IS_LOST: it fell off the bus or needs a reset."""
+
+
+@dataclass(frozen=True, slots=True)
+class _GpuIdentity:
+    uuid: str
+    model_name: str
+    pci_bus_id: str
+    max_mig_devices: int
+    gpm_supported: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _MigIdentity:
+    gpu_instance_id: int
+    compute_instance_id: int
+    profile: str
+    fraction: float
+
+
+def _text(value: str | bytes) -> str:
+    """pynvml returns str on current releases and bytes on older ones."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def mig_profile_name(gi_slices: int, ci_slices: int, memory_mib: int) -> str:
+    """The profile name NVIDIA's tools print, e.g. `1g.10gb` or `1c.2g.20gb`.
+
+    Memory is rounded up to whole GiB, as the device plugin names MIG resources.
+    """
+    memory_gb = math.ceil(memory_mib / 1024)
+    compute = f"{ci_slices}c." if ci_slices != gi_slices else ""
+    return f"{compute}{gi_slices}g.{memory_gb}gb"
+
+
+class NvmlReader:
+    """Turns NVML into `NvmlReading`s. Not thread-safe: one thread calls it."""
+
+    def __init__(self, nvml: Any = pynvml, *, max_xids_per_gpu: int = 64) -> None:
+        self._nvml = nvml
+        self._max_xids_per_gpu = max_xids_per_gpu
+        self.errors: Counter[str] = Counter()  # error kind -> count since start
+        self.dropped_series: Counter[str] = Counter()
+        self._calls = 0
+        self._started = False
+        self._driver_version = ""
+        self._gpu_count = 0
+        self._event_set: Any = None
+        self._gpus: dict[int, _GpuIdentity] = {}  # by index, for this NVML session
+        self._last_known: dict[int, _GpuIdentity] = {}  # by index, survives re-init
+        self._migs: dict[str, _MigIdentity] = {}  # by MIG UUID
+        self._gpm_samples: dict[str, Any] = {}  # device -> last GPM sample
+        self._xids: dict[str, Counter[int]] = {}  # GPU UUID -> xid -> count
+        self._logged: set[tuple[str, str]] = set()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """Initializes NVML. Raises `NvmlDown` when the library cannot start."""
+        try:
+            self._call(self._nvml.nvmlInit)
+        except (pynvml.NVMLError, NvmlDown) as error:
+            raise NvmlDown(f"nvmlInit failed: {error}") from error
+        try:
+            self._driver_version = _text(self._call(self._nvml.nvmlSystemGetDriverVersion))
+            self._gpu_count = self._call(self._nvml.nvmlDeviceGetCount)
+        except (pynvml.NVMLError, NvmlDown) as error:
+            self._quietly(self._nvml.nvmlShutdown)
+            raise NvmlDown(f"NVML started but cannot list GPUs: {error}") from error
+        self._started = True
+        self._event_set = self._optional("event_set", "", self._nvml.nvmlEventSetCreate)
+        log.info("nvml started", driver_version=self._driver_version, gpus=self._gpu_count)
+
+    def stop(self) -> None:
+        """Releases NVML; safe to call in any state."""
+        for sample in self._gpm_samples.values():
+            self._quietly(self._nvml.nvmlGpmSampleFree, sample)
+        self._gpm_samples.clear()
+        if self._event_set is not None:
+            self._quietly(self._nvml.nvmlEventSetFree, self._event_set)
+            self._event_set = None
+        if self._started:
+            self._quietly(self._nvml.nvmlShutdown)
+        self._started = False
+        self._gpus.clear()
+        self._migs.clear()
+
+    # -- reading -----------------------------------------------------------------
+
+    def read(self) -> NvmlReading:
+        """One pass over every GPU. Raises `NvmlDown` if the library went away."""
+        if not self._started:
+            raise NvmlDown("NVML is not initialized")
+        self._calls = 0
+        read = (self._read_gpu(index) for index in range(self._gpu_count))
+        gpus = tuple(gpu for gpu in read if gpu is not None)
+        self._drain_xid_events()
+        live_devices = {d.device for gpu in gpus for d in gpu.devices}
+        self._forget_gone_devices(live_devices)
+        gpus = tuple(self._with_xids(gpu) for gpu in gpus)
+        return NvmlReading(self._driver_version, gpus, self._calls)
+
+    def _read_gpu(self, index: int) -> GpuStats | None:
+        try:
+            handle = self._call(self._nvml.nvmlDeviceGetHandleByIndex, index)
+            identity = self._gpus.get(index) or self._identify(index, handle)
+            return self._read_live_gpu(index, handle, identity)
+        except GpuLost:
+            return self._lost_gpu(index)
+        except pynvml.NVMLError as error:  # cannot even name the GPU: skip it this time
+            self._count_error(error, "gpu_handle", f"index-{index}")
+            return None
+
+    def _lost_gpu(self, index: int) -> GpuStats:
+        known = self._gpus.get(index) or self._last_known.get(index)
+        self.errors["gpu_lost"] += 1
+        uuid = known.uuid if known else f"unknown-gpu-{index}"
+        self._log_once("gpu_lost", uuid, "GPU is lost", gpu=uuid, index=index)
+        return GpuStats(
+            uuid=uuid,
+            index=index,
+            model_name=known.model_name if known else "",
+            pci_bus_id=known.pci_bus_id if known else "",
+            mig_mode=MigMode.UNKNOWN,
+            lost=True,
+        )
+
+    def _identify(self, index: int, handle: Any) -> _GpuIdentity:
+        nvml = self._nvml
+        uuid = _text(self._call(nvml.nvmlDeviceGetUUID, handle))
+        pci = self._optional("pci_info", uuid, nvml.nvmlDeviceGetPciInfo, handle)
+        max_mig = self._optional("mig_max", uuid, nvml.nvmlDeviceGetMaxMigDeviceCount, handle)
+        gpm = self._optional("gpm_support", uuid, nvml.nvmlGpmQueryDeviceSupport, handle)
+        identity = _GpuIdentity(
+            uuid=uuid,
+            model_name=_text(self._call(nvml.nvmlDeviceGetName, handle)),
+            pci_bus_id=_text(pci.busId) if pci is not None else "",
+            max_mig_devices=max_mig or 0,
+            gpm_supported=bool(gpm is not None and gpm.isSupportedDevice),
+        )
+        if self._event_set is not None:
+            self._optional(
+                "xid_events",
+                uuid,
+                nvml.nvmlDeviceRegisterEvents,
+                handle,
+                pynvml.nvmlEventTypeXidCriticalError,
+                self._event_set,
+            )
+        self._gpus[index] = self._last_known[index] = identity
+        return identity
+
+    def _read_live_gpu(self, index: int, handle: Any, gpu: _GpuIdentity) -> GpuStats:
+        nvml, uuid = self._nvml, gpu.uuid
+
+        def sample(what: str, fn: Callable[..., T], *args: Any) -> T | None:
+            return self._optional(what, uuid, fn, handle, *args)
+
+        modes = sample("mig_mode", nvml.nvmlDeviceGetMigMode)
+        if modes is None:
+            mig_mode = MigMode.UNSUPPORTED
+        elif modes[0] == pynvml.NVML_DEVICE_MIG_ENABLE:
+            mig_mode = MigMode.ENABLED
+        else:
+            mig_mode = MigMode.DISABLED
+        if mig_mode is MigMode.ENABLED:
+            devices = self._read_mig_devices(handle, gpu)
+        else:
+            devices = (self._read_whole_gpu(handle, gpu),)
+
+        power_mw = sample("power", nvml.nvmlDeviceGetPowerUsage)
+        energy_mj = sample("energy", nvml.nvmlDeviceGetTotalEnergyConsumption)
+        temp = sample("temperature", nvml.nvmlDeviceGetTemperature, pynvml.NVML_TEMPERATURE_GPU)
+        sm_mhz = sample("sm_clock", nvml.nvmlDeviceGetClockInfo, pynvml.NVML_CLOCK_SM)
+        mem_mhz = sample("memory_clock", nvml.nvmlDeviceGetClockInfo, pynvml.NVML_CLOCK_MEM)
+        remapped = sample("remapped_rows", nvml.nvmlDeviceGetRemappedRows)
+        return GpuStats(
+            uuid=uuid,
+            index=index,
+            model_name=gpu.model_name,
+            pci_bus_id=gpu.pci_bus_id,
+            mig_mode=mig_mode,
+            power_watts=power_mw / 1000 if power_mw is not None else None,
+            energy_joules=energy_mj / 1000 if energy_mj is not None else None,
+            gpu_temperature_celsius=temp,
+            memory_temperature_celsius=self._memory_temperature(handle, uuid),
+            sm_clock_hertz=sm_mhz * 1e6 if sm_mhz is not None else None,
+            memory_clock_hertz=mem_mhz * 1e6 if mem_mhz is not None else None,
+            clock_event_reasons=sample("clock_events", nvml.nvmlDeviceGetCurrentClocksEventReasons),
+            ecc_corrected_errors=sample(
+                "ecc_corrected",
+                nvml.nvmlDeviceGetTotalEccErrors,
+                pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED,
+                pynvml.NVML_VOLATILE_ECC,
+            ),
+            ecc_uncorrected_errors=sample(
+                "ecc_uncorrected",
+                nvml.nvmlDeviceGetTotalEccErrors,
+                pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED,
+                pynvml.NVML_VOLATILE_ECC,
+            ),
+            pcie_replays=sample("pcie_replays", nvml.nvmlDeviceGetPcieReplayCounter),
+            remapped_rows_correctable=remapped[0] if remapped else None,
+            remapped_rows_uncorrectable=remapped[1] if remapped else None,
+            row_remap_pending=bool(remapped[2]) if remapped else None,
+            row_remap_failed=bool(remapped[3]) if remapped else None,
+            devices=devices,
+        )
+
+    def _memory_temperature(self, handle: Any, uuid: str) -> float | None:
+        values = self._optional(
+            "memory_temperature",
+            uuid,
+            self._nvml.nvmlDeviceGetFieldValues,
+            handle,
+            [pynvml.NVML_FI_DEV_MEMORY_TEMP],
+        )
+        if not values or values[0].nvmlReturn != pynvml.NVML_SUCCESS:
+            return None
+        temperature = float(values[0].value.uiVal)
+        return temperature if temperature > 0 else None  # boards without the sensor answer 0
+
+    def _read_whole_gpu(self, handle: Any, gpu: _GpuIdentity) -> DeviceStats:
+        nvml, uuid = self._nvml, gpu.uuid
+        memory = self._optional("memory", uuid, nvml.nvmlDeviceGetMemoryInfo, handle)
+        if gpu.gpm_supported:
+            source = ActivitySource.GPM
+            activity = self._gpm_activity(uuid, uuid, nvml.nvmlGpmSampleGet, handle)
+        else:
+            rates = self._optional("utilization", uuid, nvml.nvmlDeviceGetUtilizationRates, handle)
+            source = ActivitySource.UTILIZATION if rates is not None else ActivitySource.NONE
+            activity = rates.gpu / 100 if rates is not None else None
+        return DeviceStats(
+            device=uuid,
+            gpu_uuid=uuid,
+            mig_profile="",
+            gpu_instance_id=None,
+            compute_instance_id=None,
+            gpu_fraction=1.0,
+            memory_used_bytes=memory.used if memory is not None else None,
+            memory_total_bytes=memory.total if memory is not None else None,
+            sm_active_ratio=activity,
+            activity_source=source,
+            processes=self._process_count(handle, uuid),
+        )
+
+    def _read_mig_devices(self, handle: Any, gpu: _GpuIdentity) -> tuple[DeviceStats, ...]:
+        devices = []
+        for slot in range(gpu.max_mig_devices):
+            try:
+                mig = self._call(self._nvml.nvmlDeviceGetMigDeviceHandleByIndex, handle, slot)
+            except pynvml.NVMLError as error:
+                if error.value != pynvml.NVML_ERROR_NOT_FOUND:  # NOT_FOUND: an empty slot
+                    self._count_error(error, "mig_handle", gpu.uuid)
+                continue
+            try:
+                devices.append(self._read_mig_device(handle, mig, gpu))
+            except pynvml.NVMLError as error:  # this instance only; its siblings still count
+                self._count_error(error, "mig_device", gpu.uuid)
+        return tuple(devices)
+
+    def _read_mig_device(self, parent: Any, mig: Any, gpu: _GpuIdentity) -> DeviceStats:
+        nvml = self._nvml
+        uuid = _text(self._call(nvml.nvmlDeviceGetUUID, mig))
+        identity = self._migs.get(uuid) or self._identify_mig(mig, uuid, gpu)
+        memory = self._optional("memory", gpu.uuid, nvml.nvmlDeviceGetMemoryInfo, mig)
+        activity = None
+        if gpu.gpm_supported:
+            activity = self._gpm_activity(
+                uuid, gpu.uuid, nvml.nvmlGpmMigSampleGet, parent, identity.gpu_instance_id
+            )
+        return DeviceStats(
+            device=uuid,
+            gpu_uuid=gpu.uuid,
+            mig_profile=identity.profile,
+            gpu_instance_id=identity.gpu_instance_id,
+            compute_instance_id=identity.compute_instance_id,
+            gpu_fraction=identity.fraction,
+            memory_used_bytes=memory.used if memory is not None else None,
+            memory_total_bytes=memory.total if memory is not None else None,
+            sm_active_ratio=activity,
+            # MIG instances have no utilization counter: GPM (Hopper+) or nothing.
+            activity_source=ActivitySource.GPM if gpu.gpm_supported else ActivitySource.NONE,
+            processes=self._process_count(mig, gpu.uuid),
+        )
+
+    def _identify_mig(self, mig: Any, uuid: str, gpu: _GpuIdentity) -> _MigIdentity:
+        nvml = self._nvml
+        attributes = self._call(nvml.nvmlDeviceGetAttributes, mig)
+        gi_slices = attributes.gpuInstanceSliceCount
+        identity = _MigIdentity(
+            gpu_instance_id=self._call(nvml.nvmlDeviceGetGpuInstanceId, mig),
+            compute_instance_id=self._call(nvml.nvmlDeviceGetComputeInstanceId, mig),
+            profile=mig_profile_name(
+                gi_slices, attributes.computeInstanceSliceCount, attributes.memorySizeMB
+            ),
+            # The GPU has as many MIG slots as compute slices (7 on A100/H100/H200).
+            fraction=gi_slices / gpu.max_mig_devices if gpu.max_mig_devices else 0.0,
+        )
+        self._migs[uuid] = identity
+        return identity
+
+    def _process_count(self, handle: Any, gpu_uuid: str) -> int | None:
+        processes = self._optional(
+            "processes", gpu_uuid, self._nvml.nvmlDeviceGetComputeRunningProcesses, handle
+        )
+        return len(processes) if processes is not None else None
+
+    def _gpm_activity(
+        self, device: str, gpu_uuid: str, take_sample: Callable[..., Any], *args: Any
+    ) -> float | None:
+        """SM activity over the time between this collection's GPM sample and the last.
+
+        Absent on a device's first collection: GPM needs two samples.
+        """
+        nvml = self._nvml
+        sample = self._optional("gpm_sample", gpu_uuid, nvml.nvmlGpmSampleAlloc)
+        if sample is None:
+            return None
+        if self._optional("gpm_sample", gpu_uuid, take_sample, *args, sample) is None:
+            self._quietly(nvml.nvmlGpmSampleFree, sample)
+            return None
+        previous = self._gpm_samples.pop(device, None)
+        self._gpm_samples[device] = sample
+        if previous is None:
+            return None
+        request = pynvml.c_nvmlGpmMetricsGet_t()
+        request.version = pynvml.NVML_GPM_METRICS_GET_VERSION
+        request.numMetrics = 1
+        request.sample1 = previous
+        request.sample2 = sample
+        request.metrics[0].metricId = pynvml.NVML_GPM_METRIC_SM_UTIL
+        result = self._optional("gpm_metrics", gpu_uuid, nvml.nvmlGpmMetricsGet, request)
+        self._quietly(nvml.nvmlGpmSampleFree, previous)
+        if result is None or request.metrics[0].nvmlReturn != pynvml.NVML_SUCCESS:
+            return None
+        return min(max(request.metrics[0].value / 100, 0.0), 1.0)
+
+    # -- XID events --------------------------------------------------------------
+
+    def _drain_xid_events(self) -> None:
+        if self._event_set is None:
+            return
+        for _ in range(_MAX_EVENTS_PER_READ):
+            try:
+                event = self._call(self._nvml.nvmlEventSetWait_v2, self._event_set, 0)
+            except pynvml.NVMLError as error:
+                if error.value != pynvml.NVML_ERROR_TIMEOUT:  # TIMEOUT: no event waiting
+                    self._count_error(error, "xid_events", "")
+                return
+            except GpuLost:
+                continue
+            if not event.eventType & pynvml.nvmlEventTypeXidCriticalError:
+                continue
+            uuid = self._uuid_of(event.device)
+            xid = int(event.eventData)
+            counts = self._xids.setdefault(uuid, Counter())
+            if xid not in counts and len(counts) >= self._max_xids_per_gpu:
+                self.dropped_series["xid_cap"] += 1
+                continue
+            counts[xid] += 1
+            log.warning("xid error", gpu=uuid, xid=xid, gpu_instance=event.gpuInstanceId)
+
+    def _uuid_of(self, handle: Any) -> str:
+        try:
+            return _text(self._call(self._nvml.nvmlDeviceGetUUID, handle))
+        except (pynvml.NVMLError, GpuLost):
+            return "unknown"
+
+    def _with_xids(self, gpu: GpuStats) -> GpuStats:
+        counts = self._xids.get(gpu.uuid)
+        if not counts:
+            return gpu
+        return replace(gpu, xid_errors=dict(counts))
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Calls NVML, turning lost-GPU and library-down errors into exceptions of ours."""
+        self._calls += 1
+        try:
+            return fn(*args)
+        except pynvml.NVMLError as error:
+            if error.value == pynvml.NVML_ERROR_GPU_IS_LOST:
+                raise GpuLost(str(error)) from error
+            if error.value in _LIBRARY_DOWN_CODES:
+                raise NvmlDown(str(error)) from error
+            raise
+
+    def _optional(self, what: str, gpu_uuid: str, fn: Callable[..., T], *args: Any) -> T | None:
+        """One sample that may legitimately be missing: absent, never fatal."""
+        try:
+            return self._call(fn, *args)
+        except pynvml.NVMLError as error:
+            if error.value in _ABSENT_CODES:
+                self._log_once(what, gpu_uuid, "sample not available", reason=error_kind(error))
+            else:
+                self._count_error(error, what, gpu_uuid)
+            return None
+
+    def _count_error(self, error: pynvml.NVMLError, what: str, gpu_uuid: str) -> None:
+        kind = error_kind(error)
+        self.errors[kind] += 1
+        log.warning("nvml call failed", sample=what, gpu=gpu_uuid, error=kind)
+
+    def _quietly(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            fn(*args)
+        except pynvml.NVMLError as error:
+            log.debug("nvml cleanup failed", call=getattr(fn, "__name__", "?"), error=str(error))
+
+    def _log_once(self, what: str, gpu_uuid: str, message: str, **context: Any) -> None:
+        # Keyed by GPU, not device, so MIG re-partitioning cannot grow this set.
+        if (what, gpu_uuid) not in self._logged:
+            self._logged.add((what, gpu_uuid))
+            log.info(message, sample=what, gpu=gpu_uuid, **context)
+
+    def _forget_gone_devices(self, live: set[str]) -> None:
+        for device in [d for d in self._gpm_samples if d not in live]:
+            self._quietly(self._nvml.nvmlGpmSampleFree, self._gpm_samples.pop(device))
+        for mig in [m for m in self._migs if m not in live]:
+            del self._migs[mig]
+

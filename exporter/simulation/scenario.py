@@ -1,0 +1,217 @@
+"""Scenario files: one YAML document describes a whole simulated GPU node.
+
+A scenario names its GPUs (model, MIG layout, time-slicing), the pods that hold
+devices (namespace, tenant, engine, load profile) and faults injected at given
+seconds after the node starts. See `docs/simulation.md` for the format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from exporter.simulation.hardware import GPU_MODELS, profile_slices
+from exporter.simulation.loads import LoadProfile
+
+BUILT_IN = ("dense-h100", "mixed", "small")
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be loaded; the message says where and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GpuSpec(_Strict):
+    model: str
+    count: int = Field(1, ge=1, le=64, description="repeat this GPU this many times")
+    mig: list[str | None] | None = Field(
+        None, description="MIG profile per slot; null for an empty slot; absent: MIG off"
+    )
+    replicas: int = Field(1, ge=1, le=64, description="time-slicing replicas of a whole GPU")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, model: str) -> str:
+        if model not in GPU_MODELS:
+            raise ValueError(f"unknown GPU model {model!r}; known: {', '.join(GPU_MODELS)}")
+        return model
+
+    @model_validator(mode="after")
+    def _valid_layout(self) -> GpuSpec:
+        if self.mig is not None:
+            check_mig_layout(self.model, self.mig)
+            if self.replicas != 1:
+                raise ValueError("time-slicing replicas apply to whole GPUs, not MIG layouts")
+        return self
+
+
+def check_mig_layout(model_key: str, layout: Sequence[str | None]) -> None:
+    model = GPU_MODELS[model_key]
+    if not model.mig_slices:
+        raise ValueError(f"{model_key} has no MIG")
+    if len(layout) > model.mig_slices:
+        raise ValueError(f"{model_key} has {model.mig_slices} MIG slots, got {len(layout)}")
+    profiles = [p for p in layout if p]
+    for profile in profiles:
+        if profile not in model.mig_profiles:
+            known = ", ".join(model.mig_profiles)
+            raise ValueError(f"{model_key} has no MIG profile {profile!r}; known: {known}")
+    if sum(map(profile_slices, profiles)) > model.mig_slices:
+        raise ValueError(f"MIG layout {profiles} needs more than {model.mig_slices} slices")
+
+
+class PodSpec(_Strict):
+    name: str
+    namespace: str
+    tenant: str
+    container: str = "main"
+    labels: dict[str, str] = Field(default_factory=dict)
+    devices: list[str] = Field(
+        description='"G" holds GPU G (or one of its replicas), "G/S" MIG slot S of GPU G',
+        min_length=1,
+    )
+    engine: Literal["vllm", "sglang", "tgi", "trtllm"] | None = "vllm"
+    model: str = "meta-llama/Llama-3.1-8B-Instruct"
+    load: LoadProfile = LoadProfile.BUSY
+
+    @field_validator("devices")
+    @classmethod
+    def _device_refs(cls, refs: list[str]) -> list[str]:
+        for ref in refs:
+            parse_device_ref(ref)
+        return refs
+
+
+def parse_device_ref(ref: str) -> tuple[int, int | None]:
+    """`"3"` -> (3, None); `"3/5"` -> (3, 5)."""
+    gpu, _, slot = ref.partition("/")
+    if not gpu.isdigit() or (slot and not slot.isdigit()):
+        raise ValueError(f'device reference {ref!r} is not "GPU" or "GPU/SLOT"')
+    return int(gpu), int(slot) if slot else None
+
+
+class _FaultBase(_Strict):
+    at: float = Field(0.0, ge=0, description="seconds after the node starts")
+
+
+class GpuLostFault(_FaultBase):
+    kind: Literal["gpu_lost"]
+    gpu: int
+
+
+class XidFault(_FaultBase):
+    kind: Literal["xid"]
+    gpu: int
+    xid: int = Field(ge=1, le=1023)
+    count: int = Field(1, ge=1)
+
+
+class EccFault(_FaultBase):
+    kind: Literal["ecc"]
+    gpu: int
+    corrected: int = Field(0, ge=0)
+    uncorrected: int = Field(0, ge=0)
+
+
+class PcieReplayFault(_FaultBase):
+    kind: Literal["pcie_replays"]
+    gpu: int
+    count: int = Field(ge=1)
+
+
+class MigRepartitionFault(_FaultBase):
+    kind: Literal["mig_repartition"]
+    gpu: int
+    mig: list[str | None]
+
+
+class DriverNotLoadedFault(_FaultBase):
+    kind: Literal["driver_not_loaded"]
+    until: float = Field(gt=0, description="seconds after the node starts; the driver is back")
+
+
+Fault = Annotated[
+    GpuLostFault | XidFault | EccFault | PcieReplayFault | MigRepartitionFault
+    | DriverNotLoadedFault,
+    Field(discriminator="kind"),
+]
+
+
+class Scenario(_Strict):
+    name: str
+    node: str = "sim-gpu-node"
+    driver_version: str = "570.133.20"
+    seed: int = 0
+    gpus: list[GpuSpec] = Field(min_length=1)
+    pods: list[PodSpec] = Field(default_factory=list)
+    faults: list[Fault] = Field(default_factory=list)
+
+    @property
+    def gpu_models(self) -> list[str]:
+        """The model of each GPU index, `count` expanded."""
+        return [spec.model for spec in self.gpus for _ in range(spec.count)]
+
+    @property
+    def gpu_specs(self) -> list[GpuSpec]:
+        return [spec for spec in self.gpus for _ in range(spec.count)]
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> Scenario:
+        specs = self.gpu_specs
+        seen: set[tuple[str, str]] = set()
+        for pod in self.pods:
+            if (pod.namespace, pod.name) in seen:
+                raise ValueError(f"pod {pod.namespace}/{pod.name} appears twice")
+            seen.add((pod.namespace, pod.name))
+            for ref in pod.devices:
+                gpu, slot = parse_device_ref(ref)
+                if gpu >= len(specs):
+                    raise ValueError(f"pod {pod.name}: no GPU {gpu} (node has {len(specs)})")
+                layout = specs[gpu].mig
+                if (slot is None) != (layout is None):
+                    want = "a MIG slot G/S" if layout is not None else "the whole GPU G"
+                    raise ValueError(f"pod {pod.name}: GPU {gpu} is allocated as {want}")
+                if layout is not None and (slot is None or slot >= len(layout) or not layout[slot]):
+                    raise ValueError(f"pod {pod.name}: GPU {gpu} has no MIG instance in slot {slot}")
+        for fault in self.faults:
+            if hasattr(fault, "gpu") and fault.gpu >= len(specs):
+                raise ValueError(f"{fault.kind} fault: no GPU {fault.gpu}")
+            if isinstance(fault, MigRepartitionFault):
+                check_mig_layout(specs[fault.gpu].model, fault.mig)
+                if specs[fault.gpu].mig is None:
+                    raise ValueError(f"mig_repartition fault: GPU {fault.gpu} is not in MIG mode")
+            if isinstance(fault, DriverNotLoadedFault) and fault.until <= fault.at:
+                raise ValueError("driver_not_loaded fault: `until` must come after `at`")
+        return self
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """A built-in scenario by name, or a scenario YAML file by path."""
+    if name_or_path in BUILT_IN:
+        text = resources.files(__package__).joinpath(f"scenarios/{name_or_path}.yaml").read_text()
+        source = f"built-in scenario {name_or_path!r}"
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ScenarioError(
+                f"{name_or_path!r} is neither a built-in scenario ({', '.join(BUILT_IN)}) "
+                "nor a scenario file"
+            )
+        text, source = path.read_text(), str(path)
+    try:
+        return Scenario.model_validate(yaml.safe_load(text))
+    except yaml.YAMLError as error:
+        raise ScenarioError(f"{source}: not valid YAML: {error}") from error
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'scenario'}: {e['msg']}" for e in error.errors()
+        )
+        raise ScenarioError(f"{source}: {problems}") from error

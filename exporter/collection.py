@@ -10,6 +10,7 @@ backoff while every cycle still publishes a snapshot saying so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 import structlog
 
 from exporter.model import CollectorHealth, NodeSnapshot, NvmlReading
-from exporter.nvml_reader import NvmlDown, NvmlReader
+from exporter.nvml_reader import NvmlDownError, NvmlReader
 
 log = structlog.get_logger(component="exporter.collection")
 
@@ -72,10 +73,8 @@ class Collection:
             await self.collect_once()
             remaining = interval - (self._monotonic() - started)
             if remaining > 0:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), remaining)
-                except TimeoutError:
-                    pass
 
     async def collect_once(self) -> NodeSnapshot:
         started = self._monotonic()
@@ -104,7 +103,7 @@ class Collection:
             return None
         try:
             return await self._in_worker(self._reader.read)
-        except NvmlDown as error:
+        except NvmlDownError as error:
             self._errors["nvml_down"] += 1
             log.error("NVML went away; will initialize again", error=str(error))
             self._nvml_up = False
@@ -126,7 +125,7 @@ class Collection:
             return False
         try:
             await self._in_worker(self._reader.start)
-        except (NvmlDown, TimeoutError) as error:
+        except (NvmlDownError, TimeoutError) as error:
             self._errors["nvml_init"] += 1
             self._next_start_attempt = now + self._backoff
             log.error("cannot initialize NVML", error=str(error) or "timed out",

@@ -86,7 +86,11 @@ class Flag:
 FLAGS: Sequence[Flag] = (
     Flag("--web.listen-address", "listen_address", "address to serve /metrics on (:9842)"),
     Flag("--collect.interval", "collect_interval", "time between collections (10s)"),
-    Flag("--collect.timeout", "collect_timeout", "longest one NVML collection may take (5s, or the interval if shorter)"),
+    Flag(
+        "--collect.timeout",
+        "collect_timeout",
+        "longest one NVML collection may take (5s, or the interval if shorter)",
+    ),
     Flag("--simulate", "simulate", "run on a simulated node: a built-in scenario or a YAML path"),
     Flag("--node.name", "node_name", "Kubernetes node name for the `node` label (hostname)"),
     Flag("--log.level", "log_level", "debug, info, warning or error (info)"),

@@ -114,7 +114,9 @@ def _gpu_families(snapshot: NodeSnapshot) -> Iterator[Metric]:
         "Identity of a physical GPU; value 1.",
         ("gpu_uuid", "gpu_index", "model_name", "driver_version", "mig_mode", "pci_bus_id", "node"),
     )
-    lost = _gauge("gpuwork_gpu_lost", "1 when the GPU answers GPU_IS_LOST (off the bus, needs reset).")
+    lost = _gauge(
+        "gpuwork_gpu_lost", "1 when the GPU answers GPU_IS_LOST (off the bus, needs reset)."
+    )
     for gpu in gpus:
         info.add_metric(
             [gpu.uuid, str(gpu.index), gpu.model_name, driver, gpu.mig_mode, gpu.pci_bus_id,

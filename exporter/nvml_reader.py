@@ -8,13 +8,14 @@ come from `pynvml` itself, which loads no driver until `nvmlInit`.
 Fault rules, after nvitop's `libnvml.py`:
 - NOT_SUPPORTED and friends mean "no sample": the value is absent, logged once.
 - GPU_IS_LOST marks that GPU lost; the rest of the node is still read.
-- A library-wide failure (driver gone, uninitialized) raises `NvmlDown`; the
+- A library-wide failure (driver gone, uninitialized) raises `NvmlDownError`; the
   caller shuts NVML down and retries `nvmlInit` with backoff.
 - Any other error costs only its own sample and is counted by kind.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -63,11 +64,11 @@ def error_kind(error: pynvml.NVMLError) -> str:
     return _ERROR_KINDS.get(error.value, f"code_{error.value}")
 
 
-class NvmlDown(Exception):
+class NvmlDownError(Exception):
     """NVML as a whole is unusable (driver not loaded, library missing, …)."""
 
 
-class GpuLost(Exception):
+class GpuLostError(Exception):
     """The GPU answered GPU_IS_LOST: it fell off the bus or needs a reset."""
 
 
@@ -93,8 +94,17 @@ def _text(value: str | bytes) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
+def _handle_key(handle: Any) -> Any:
+    """Real NVML handles are ctypes pointers, equal by address only."""
+    try:
+        return ctypes.cast(handle, ctypes.c_void_p).value
+    except (TypeError, ctypes.ArgumentError):
+        return handle  # the simulation's handles compare by value
+
+
 def mig_profile_name(gi_slices: int, ci_slices: int, memory_mib: int) -> str:
-    """The profile name NVIDIA's tools print, e.g. `1g.10gb` or `1c.2g.20gb`.
+    """The profile name NVIDIA's tools print, e.g. `1g.10gb` or `1c.2g.20gb`, from a
+    MIG device's attributes, for drivers whose device name does not carry it.
 
     Memory is rounded up to whole GiB, as the device plugin names MIG resources.
     """
@@ -117,6 +127,7 @@ class NvmlReader:
         self._gpu_count = 0
         self._event_set: Any = None
         self._gpus: dict[int, _GpuIdentity] = {}  # by index, for this NVML session
+        self._uuid_by_handle: dict[Any, str] = {}  # names the GPU of an event, even a lost one
         self._last_known: dict[int, _GpuIdentity] = {}  # by index, survives re-init
         self._migs: dict[str, _MigIdentity] = {}  # by MIG UUID
         self._gpm_samples: dict[str, Any] = {}  # device -> last GPM sample
@@ -126,17 +137,17 @@ class NvmlReader:
     # -- lifecycle ---------------------------------------------------------------
 
     def start(self) -> None:
-        """Initializes NVML. Raises `NvmlDown` when the library cannot start."""
+        """Initializes NVML. Raises `NvmlDownError` when the library cannot start."""
         try:
             self._call(self._nvml.nvmlInit)
-        except (pynvml.NVMLError, NvmlDown) as error:
-            raise NvmlDown(f"nvmlInit failed: {error}") from error
+        except (pynvml.NVMLError, NvmlDownError) as error:
+            raise NvmlDownError(f"nvmlInit failed: {error}") from error
         try:
             self._driver_version = _text(self._call(self._nvml.nvmlSystemGetDriverVersion))
             self._gpu_count = self._call(self._nvml.nvmlDeviceGetCount)
-        except (pynvml.NVMLError, NvmlDown) as error:
+        except (pynvml.NVMLError, NvmlDownError) as error:
             self._quietly(self._nvml.nvmlShutdown)
-            raise NvmlDown(f"NVML started but cannot list GPUs: {error}") from error
+            raise NvmlDownError(f"NVML started but cannot list GPUs: {error}") from error
         self._started = True
         self._event_set = self._optional("event_set", "", self._nvml.nvmlEventSetCreate)
         log.info("nvml started", driver_version=self._driver_version, gpus=self._gpu_count)
@@ -153,14 +164,15 @@ class NvmlReader:
             self._quietly(self._nvml.nvmlShutdown)
         self._started = False
         self._gpus.clear()
+        self._uuid_by_handle.clear()
         self._migs.clear()
 
     # -- reading -----------------------------------------------------------------
 
     def read(self) -> NvmlReading:
-        """One pass over every GPU. Raises `NvmlDown` if the library went away."""
+        """One pass over every GPU. Raises `NvmlDownError` if the library went away."""
         if not self._started:
-            raise NvmlDown("NVML is not initialized")
+            raise NvmlDownError("NVML is not initialized")
         self._calls = 0
         read = (self._read_gpu(index) for index in range(self._gpu_count))
         gpus = tuple(gpu for gpu in read if gpu is not None)
@@ -175,7 +187,7 @@ class NvmlReader:
             handle = self._call(self._nvml.nvmlDeviceGetHandleByIndex, index)
             identity = self._gpus.get(index) or self._identify(index, handle)
             return self._read_live_gpu(index, handle, identity)
-        except GpuLost:
+        except GpuLostError:
             return self._lost_gpu(index)
         except pynvml.NVMLError as error:  # cannot even name the GPU: skip it this time
             self._count_error(error, "gpu_handle", f"index-{index}")
@@ -185,7 +197,8 @@ class NvmlReader:
         known = self._gpus.get(index) or self._last_known.get(index)
         self.errors["gpu_lost"] += 1
         uuid = known.uuid if known else f"unknown-gpu-{index}"
-        self._log_once("gpu_lost", uuid, "GPU is lost", gpu=uuid, index=index)
+        if self._first_time("gpu_lost", uuid):
+            log.error("GPU is lost: off the bus or in need of a reset", gpu=uuid, index=index)
         return GpuStats(
             uuid=uuid,
             index=index,
@@ -218,6 +231,7 @@ class NvmlReader:
                 self._event_set,
             )
         self._gpus[index] = self._last_known[index] = identity
+        self._uuid_by_handle[_handle_key(handle)] = uuid
         return identity
 
     def _read_live_gpu(self, index: int, handle: Any, gpu: _GpuIdentity) -> GpuStats:
@@ -358,10 +372,15 @@ class NvmlReader:
         nvml = self._nvml
         attributes = self._call(nvml.nvmlDeviceGetAttributes, mig)
         gi_slices = attributes.gpuInstanceSliceCount
+        # The driver names MIG devices "<board> MIG 1g.10gb": its own profile name.
+        name = _text(self._call(nvml.nvmlDeviceGetName, mig))
+        _, marker, profile = name.rpartition(" MIG ")
         identity = _MigIdentity(
             gpu_instance_id=self._call(nvml.nvmlDeviceGetGpuInstanceId, mig),
             compute_instance_id=self._call(nvml.nvmlDeviceGetComputeInstanceId, mig),
-            profile=mig_profile_name(
+            profile=profile.strip()
+            if marker
+            else mig_profile_name(
                 gi_slices, attributes.computeInstanceSliceCount, attributes.memorySizeMB
             ),
             # The GPU has as many MIG slots as compute slices (7 on A100/H100/H200).
@@ -404,7 +423,7 @@ class NvmlReader:
         self._quietly(nvml.nvmlGpmSampleFree, previous)
         if result is None or request.metrics[0].nvmlReturn != pynvml.NVML_SUCCESS:
             return None
-        return min(max(request.metrics[0].value / 100, 0.0), 1.0)
+        return min(max(float(request.metrics[0].value) / 100, 0.0), 1.0)
 
     # -- XID events --------------------------------------------------------------
 
@@ -418,7 +437,7 @@ class NvmlReader:
                 if error.value != pynvml.NVML_ERROR_TIMEOUT:  # TIMEOUT: no event waiting
                     self._count_error(error, "xid_events", "")
                 return
-            except GpuLost:
+            except GpuLostError:
                 continue
             if not event.eventType & pynvml.nvmlEventTypeXidCriticalError:
                 continue
@@ -432,9 +451,12 @@ class NvmlReader:
             log.warning("xid error", gpu=uuid, xid=xid, gpu_instance=event.gpuInstanceId)
 
     def _uuid_of(self, handle: Any) -> str:
+        known = self._uuid_by_handle.get(_handle_key(handle))
+        if known is not None:
+            return known
         try:
             return _text(self._call(self._nvml.nvmlDeviceGetUUID, handle))
-        except (pynvml.NVMLError, GpuLost):
+        except (pynvml.NVMLError, GpuLostError):
             return "unknown"
 
     def _with_xids(self, gpu: GpuStats) -> GpuStats:
@@ -452,9 +474,9 @@ class NvmlReader:
             return fn(*args)
         except pynvml.NVMLError as error:
             if error.value == pynvml.NVML_ERROR_GPU_IS_LOST:
-                raise GpuLost(str(error)) from error
+                raise GpuLostError(str(error)) from error
             if error.value in _LIBRARY_DOWN_CODES:
-                raise NvmlDown(str(error)) from error
+                raise NvmlDownError(str(error)) from error
             raise
 
     def _optional(self, what: str, gpu_uuid: str, fn: Callable[..., T], *args: Any) -> T | None:
@@ -463,7 +485,9 @@ class NvmlReader:
             return self._call(fn, *args)
         except pynvml.NVMLError as error:
             if error.value in _ABSENT_CODES:
-                self._log_once(what, gpu_uuid, "sample not available", reason=error_kind(error))
+                if self._first_time(what, gpu_uuid):
+                    log.info("sample not available", sample=what, gpu=gpu_uuid,
+                             reason=error_kind(error))  # fmt: skip
             else:
                 self._count_error(error, what, gpu_uuid)
             return None
@@ -474,20 +498,22 @@ class NvmlReader:
         log.warning("nvml call failed", sample=what, gpu=gpu_uuid, error=kind)
 
     def _quietly(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Cleanup calls: failure changes nothing we report."""
+        self._calls += 1
         try:
             fn(*args)
         except pynvml.NVMLError as error:
             log.debug("nvml cleanup failed", call=getattr(fn, "__name__", "?"), error=str(error))
 
-    def _log_once(self, what: str, gpu_uuid: str, message: str, **context: Any) -> None:
-        # Keyed by GPU, not device, so MIG re-partitioning cannot grow this set.
-        if (what, gpu_uuid) not in self._logged:
-            self._logged.add((what, gpu_uuid))
-            log.info(message, sample=what, gpu=gpu_uuid, **context)
+    def _first_time(self, what: str, gpu_uuid: str) -> bool:
+        """For logging once. Keyed by GPU, not device: re-partitioning cannot grow it."""
+        if (what, gpu_uuid) in self._logged:
+            return False
+        self._logged.add((what, gpu_uuid))
+        return True
 
     def _forget_gone_devices(self, live: set[str]) -> None:
         for device in [d for d in self._gpm_samples if d not in live]:
             self._quietly(self._nvml.nvmlGpmSampleFree, self._gpm_samples.pop(device))
         for mig in [m for m in self._migs if m not in live]:
             del self._migs[mig]
-

@@ -312,7 +312,10 @@ class SimulatedNvml:
         for value, field_id in zip(values, field_ids, strict=True):
             value.fieldId = field_id
             value.timestamp = int(now * 1e6)
-            if field_id == pynvml.NVML_FI_DEV_MEMORY_TEMP and self.node.models[index].memory_temperature:
+            if (
+                field_id == pynvml.NVML_FI_DEV_MEMORY_TEMP
+                and self.node.models[index].memory_temperature
+            ):
                 value.nvmlReturn = pynvml.NVML_SUCCESS
                 value.valueType = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT
                 value.value.uiVal = round(38 + 35 * self._load(index, now))

@@ -8,7 +8,7 @@ up to whole GiB it gives the `Ng.Mgb` name back, as the device plugin computes i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MIB = 1024 * 1024
 
@@ -28,7 +28,7 @@ class GpuModel:
     max_sm_clock_mhz: int
     memory_clock_mhz: int
     mig_slices: int = 0  # compute slices; 0 when the board has no MIG
-    mig_profiles: Mapping[str, int] = ()  # type: ignore[assignment]  # profile -> MiB
+    mig_profiles: Mapping[str, int] = field(default_factory=dict)  # profile -> MiB
 
     @property
     def memory_bytes(self) -> int:
@@ -37,11 +37,11 @@ class GpuModel:
 
 _H100_MIG = {
     "1g.10gb": 9856, "1g.20gb": 19968, "2g.20gb": 19968,
-    "3g.40gb": 40192, "4g.40gb": 40192, "7g.80gb": 80384,
+    "3g.40gb": 40192, "4g.40gb": 40192, "7g.80gb": 81408,
 }  # fmt: skip
 _A100_80_MIG = {
     "1g.10gb": 9728, "1g.20gb": 19968, "2g.20gb": 19968,
-    "3g.40gb": 40192, "4g.40gb": 40192, "7g.80gb": 80384,
+    "3g.40gb": 40192, "4g.40gb": 40192, "7g.80gb": 81408,
 }  # fmt: skip
 _A100_40_MIG = {
     "1g.5gb": 4864, "1g.10gb": 9856, "2g.10gb": 9856,
@@ -49,7 +49,7 @@ _A100_40_MIG = {
 }  # fmt: skip
 _H200_MIG = {
     "1g.18gb": 18176, "1g.35gb": 35584, "2g.35gb": 35584,
-    "3g.71gb": 72448, "4g.71gb": 72448, "7g.141gb": 144128,
+    "3g.71gb": 72448, "4g.71gb": 72448, "7g.141gb": 143616,
 }  # fmt: skip
 
 GPU_MODELS: Mapping[str, GpuModel] = {

@@ -77,7 +77,7 @@ class SimulatedNode:
         if clock is None:
             started = time.monotonic()
             clock = lambda: time.monotonic() - started  # noqa: E731
-        self.clock = clock
+        self.clock: Callable[[], float] = clock
         self.specs = scenario.gpu_specs
         self.models: list[GpuModel] = [GPU_MODELS[spec.model] for spec in self.specs]
         self._energy = [(0.0, 0.0) for _ in self.specs]  # (t, joules) per GPU
@@ -119,7 +119,9 @@ class SimulatedNode:
 
     def ecc_errors(self, index: int, t: float) -> tuple[int, int]:
         faults = [
-            f for f in self.scenario.faults if isinstance(f, EccFault) and f.gpu == index and f.at <= t
+            f
+            for f in self.scenario.faults
+            if isinstance(f, EccFault) and f.gpu == index and f.at <= t
         ]
         return sum(f.corrected for f in faults), sum(f.uncorrected for f in faults)
 
@@ -152,9 +154,7 @@ class SimulatedNode:
     def _layout(self, index: int, generation: int) -> tuple[MigInstance | None, ...]:
         profiles = self.specs[index].mig or []
         repartitions = [
-            f
-            for f in self.scenario.faults
-            if isinstance(f, MigRepartitionFault) and f.gpu == index
+            f for f in self.scenario.faults if isinstance(f, MigRepartitionFault) and f.gpu == index
         ]
         if generation:
             profiles = sorted(repartitions, key=lambda f: f.at)[generation - 1].mig
@@ -242,7 +242,9 @@ class SimulatedNode:
         if t > last_t:
             model = self.models[index]
             load = min(self.gpu_mean_activity(index, last_t, t), 1.0)
-            joules += (model.idle_watts + (model.max_watts - model.idle_watts) * load) * (t - last_t)
+            joules += (model.idle_watts + (model.max_watts - model.idle_watts) * load) * (
+                t - last_t
+            )
             self._energy[index] = (t, joules)
         return joules
 

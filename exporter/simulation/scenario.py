@@ -139,7 +139,11 @@ class DriverNotLoadedFault(_FaultBase):
 
 
 Fault = Annotated[
-    GpuLostFault | XidFault | EccFault | PcieReplayFault | MigRepartitionFault
+    GpuLostFault
+    | XidFault
+    | EccFault
+    | PcieReplayFault
+    | MigRepartitionFault
     | DriverNotLoadedFault,
     Field(discriminator="kind"),
 ]
@@ -180,7 +184,9 @@ class Scenario(_Strict):
                     want = "a MIG slot G/S" if layout is not None else "the whole GPU G"
                     raise ValueError(f"pod {pod.name}: GPU {gpu} is allocated as {want}")
                 if layout is not None and (slot is None or slot >= len(layout) or not layout[slot]):
-                    raise ValueError(f"pod {pod.name}: GPU {gpu} has no MIG instance in slot {slot}")
+                    raise ValueError(
+                        f"pod {pod.name}: GPU {gpu} has no MIG instance in slot {slot}"
+                    )
         for fault in self.faults:
             if hasattr(fault, "gpu") and fault.gpu >= len(specs):
                 raise ValueError(f"{fault.kind} fault: no GPU {fault.gpu}")
@@ -209,7 +215,8 @@ def load_scenario(name_or_path: str) -> Scenario:
     try:
         return Scenario.model_validate(yaml.safe_load(text))
     except yaml.YAMLError as error:
-        raise ScenarioError(f"{source}: not valid YAML: {error}") from error
+        detail = " ".join(str(error).split())
+        raise ScenarioError(f"{source}: not valid YAML: {detail}") from error
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'scenario'}: {e['msg']}" for e in error.errors()

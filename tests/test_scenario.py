@@ -1,0 +1,89 @@
+"""Scenario files: built-ins load, and every mistake gets a clear message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.simulation.hardware import GPU_MODELS
+from exporter.simulation.scenario import BUILT_IN, ScenarioError, load_scenario
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_built_ins_describe_the_promised_nodes() -> None:
+    dense = load_scenario("dense-h100")
+    assert dense.gpu_models == ["H100-SXM5-80GB"] * 8
+    assert all(spec.mig == ["1g.10gb"] * 7 for spec in dense.gpu_specs)
+    assert len(dense.pods) == 56 and len({p.tenant for p in dense.pods}) > 1
+    assert {p.load for p in dense.pods} == {"busy", "idle", "bursty", "never-used"}
+    mixed = load_scenario("mixed")
+    assert {p.load for p in mixed.pods} == {"busy", "idle", "bursty", "never-used"}
+    assert any(spec.replicas > 1 for spec in mixed.gpu_specs)
+    assert any(spec.mig is None for spec in mixed.gpu_specs)
+    assert len({spec.model for spec in mixed.gpu_specs}) >= 3
+    assert set(BUILT_IN) == {"dense-h100", "mixed", "small"}
+
+
+def test_a_path_works_in_place_of_a_name(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: mine\ngpus: [{model: L4}]\n")
+    assert load_scenario(path).name == "mine"
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ("gpus: [{model: L4}]", "name: Field required"),
+        ("name: x\ngpus: [{model: V100}]", "unknown GPU model 'V100'"),
+        ("name: x\ngpus: [{model: L4, mig: [1g.5gb]}]", "L4 has no MIG"),
+        ("name: x\ngpus: [{model: H100-SXM5-80GB, mig: [7g.80gb, 1g.10gb]}]", "more than 7"),
+        ("name: x\ngpus: [{model: H100-SXM5-80GB, mig: [1g.5gb]}]", "no MIG profile '1g.5gb'"),
+        ("name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, tenant: t, "
+         "devices: ['3']}]", "no GPU 3"),
+        ("name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, tenant: t, "
+         "devices: ['0/1']}]", "allocated as the whole GPU"),
+        ("name: x\ngpus: [{model: H100-SXM5-80GB, mig: [3g.40gb, null]}]\npods: [{name: p, "
+         "namespace: n, tenant: t, devices: ['0/1']}]", "no MIG instance in slot 1"),
+        ("name: x\ngpus: [{model: L4}]\nfaults: [{kind: meteor, at: 1}]", "faults.0"),
+        ("name: x\ngpus: [{model: L4}]\nfaults: [{kind: driver_not_loaded, at: 5, until: 2}]",
+         "`until` must come after `at`"),
+        ("name: x\ngpus: [{model: L4}]\nextra: 1", "extra: Extra inputs are not permitted"),
+        ("name: x\ngpus: [{model: L4", "not valid YAML"),
+    ],
+)  # fmt: skip
+def test_mistakes_are_named(tmp_path: Path, document: str, message: str) -> None:
+    path = write(tmp_path, document)
+    with pytest.raises(ScenarioError) as error:
+        load_scenario(path)
+    assert message in str(error.value) and str(error.value).startswith(path)
+    assert "\n" not in str(error.value)
+
+
+def test_unknown_name_lists_the_built_ins() -> None:
+    with pytest.raises(ScenarioError, match="dense-h100, mixed, small"):
+        load_scenario("nope")
+
+
+@pytest.mark.parametrize("model", list(GPU_MODELS))
+def test_every_mig_profile_memory_rounds_back_to_its_name(model: str) -> None:
+    from exporter.nvml_reader import mig_profile_name
+    from exporter.simulation.hardware import profile_slices
+
+    for profile, mib in GPU_MODELS[model].mig_profiles.items():
+        assert mig_profile_name(profile_slices(profile), profile_slices(profile), mib) == profile
+
+
+def test_repeated_gpus_expand_in_order() -> None:
+    data: dict[str, Any] = {
+        "name": "x",
+        "gpus": [{"model": "L4", "count": 2}, {"model": "A100-SXM4-40GB"}],
+    }
+    from exporter.simulation.scenario import Scenario
+
+    assert Scenario.model_validate(data).gpu_models == ["L4", "L4", "A100-SXM4-40GB"]

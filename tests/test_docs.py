@@ -1,0 +1,57 @@
+"""The docs describe what the code does: metric names and flags, both ways."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from exporter.config import FLAGS
+from exporter.metrics import SnapshotCollector
+from exporter.model import CollectorHealth, NodeSnapshot
+from tests.conftest import make_sim, scenario_from
+
+ROOT = Path(__file__).parent.parent
+
+
+def served_names() -> set[str]:
+    """Every gpuwork_ sample name the exporter can serve, from a run with every series."""
+    faults = [{"kind": "xid", "at": 2, "gpu": 0, "xid": 13}]
+    sim = make_sim(
+        scenario_from({"name": "t", "gpus": [{"model": "H100-SXM5-80GB"}], "faults": faults})
+    )
+    sim.reader.start()
+    sim.reader.read()
+    sim.clock.advance(5)
+    snapshot = NodeSnapshot(
+        node="n",
+        nvml_up=True,
+        nvml=sim.reader.read(),
+        collectors={"nvml": CollectorHealth(True, 0.1, 1.0)},
+        errors_total={("nvml", "timeout"): 1},
+        dropped_series_total={"xid_cap": 1},
+    )
+    collector = SnapshotCollector()
+    collector.update(snapshot)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    text = generate_latest(registry).decode()
+    return set(re.findall(r"^(gpuwork_\w+)", text, re.MULTILINE))
+
+
+def test_every_served_metric_is_documented_and_every_documented_one_served() -> None:
+    documented = set(re.findall(r"`(gpuwork_\w+)`", (ROOT / "docs/metrics.md").read_text()))
+    assert served_names() == documented
+
+
+def test_readme_lists_every_flag_with_its_variable() -> None:
+    readme = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| `(--[\w.-]+)` \| `(GPUWORK_\w+)` \|", readme, re.MULTILINE)
+    assert sorted(rows) == sorted((flag.name, flag.env) for flag in FLAGS)
+
+
+def test_readme_names_the_two_commands_and_ci_runs_the_test_one() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "make demo" in readme and "make test" in readme
+    assert "make test" in (ROOT / ".ci/run").read_text()

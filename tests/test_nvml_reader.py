@@ -311,3 +311,20 @@ def test_identity_is_cached_so_later_collections_make_fewer_calls() -> None:
 )  # fmt: skip
 def test_mig_profile_name(gi: int, ci: int, mib: int, name: str) -> None:
     assert mig_profile_name(gi, ci, mib) == name
+
+
+def test_state_stays_bounded_through_many_repartitions() -> None:
+    layouts = [["1g.10gb"] * 7, ["3g.40gb", "3g.40gb"], ["7g.80gb"], ["2g.20gb"] * 3]
+    faults = [
+        {"kind": "mig_repartition", "at": 10 + 10 * i, "gpu": 0, "mig": layouts[i % 4]}
+        for i in range(60)
+    ]
+    sim = started(one_gpu(faults, mig=["7g.80gb"]))
+    for _ in range(62):
+        sim.reader.read()
+        sim.clock.advance(10)
+    reading = sim.reader.read()
+    live = len(by_device(reading))
+    assert len(sim.reader._migs) == live - 1  # MIG identities: only live instances
+    assert len(sim.reader._gpm_samples) == live == sim.nvml.gpm_samples_outstanding
+    assert len(sim.reader._logged) <= 4 and sim.reader.errors == {}

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
+_ADDRESS = re.compile(r"^(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d{1,5})$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -65,11 +66,10 @@ class Settings(BaseModel):
 
 def split_address(address: str) -> tuple[str, int]:
     """`:9842` -> ("0.0.0.0", 9842); `127.0.0.1:80`; `[::1]:9842`."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError("expected [host]:port, such as :9842 or 127.0.0.1:9842")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port)
+    match = _ADDRESS.match(address)
+    if not match or int(match["port"]) > 65535:
+        raise ValueError("expected [host]:port, such as :9842, 127.0.0.1:9842 or [::1]:9842")
+    return match["ipv6"] or match["host"] or "0.0.0.0", int(match["port"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +124,9 @@ def load_settings(given: Mapping[str, str | None], environ: Mapping[str, str]) -
             update={"collect_timeout": min(settings.collect_timeout, settings.collect_interval)}
         )
     if settings.collect_timeout > settings.collect_interval:
+        timeout, interval = origin["collect_timeout"], origin.get("collect_interval")
         raise SettingsError(
-            f"invalid --collect.timeout={settings.collect_timeout:g}s: must not exceed "
-            f"--collect.interval ({settings.collect_interval:g}s)"
+            f"invalid {timeout}={values['collect_timeout']!r}: must not exceed "
+            f"{interval or '--collect.interval'} ({settings.collect_interval:g}s)"
         )
     return settings

@@ -211,7 +211,11 @@ def load_scenario(name_or_path: str) -> Scenario:
                 f"{name_or_path!r} is neither a built-in scenario ({', '.join(BUILT_IN)}) "
                 "nor a scenario file"
             )
-        text, source = path.read_text(), str(path)
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ScenarioError(f"{source}: cannot read: {error}") from error
     try:
         return Scenario.model_validate(yaml.safe_load(text))
     except yaml.YAMLError as error:

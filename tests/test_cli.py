@@ -1,0 +1,269 @@
+"""Tests of exporter/cli.py: exit codes and one-line errors, and the real process end to end."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pynvml
+import pytest
+import structlog
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter import __version__
+from exporter.cli import main, nvml_library, parse_args
+from exporter.config import FLAGS, load_settings
+from exporter.simulation.fake_nvml import SimulatedNvml
+
+REPO = Path(__file__).resolve().parent.parent
+READY_WITHIN_SECONDS = 15.0
+EXIT_WITHIN_SECONDS = 10.0
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No GPUWORK_* variable of the caller leaks in; main's logging setup does not leak out."""
+    for flag in FLAGS:
+        monkeypatch.delenv(flag.env, raising=False)
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got {captured.err!r}"
+    assert lines[0].startswith("gpuwork-exporter: ")
+    return lines[0]
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "names"),
+    [
+        (["--collect.interval", "soon"], "--collect.interval"),
+        (["--collect.interval", "10ms"], "--collect.interval"),
+        (["--web.listen-address", "nope"], "--web.listen-address"),
+        (["--log.level", "loud"], "--log.level"),
+        (["--collect.interval", "1s", "--collect.timeout", "2s"], "--collect.timeout"),
+    ],
+)
+def test_a_bad_flag_value_exits_2_with_one_line(
+    argv: list[str], names: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+
+    line = one_error_line(capsys)
+    assert line.startswith(f"gpuwork-exporter: invalid {names}=")
+
+
+def test_a_bad_environment_variable_exits_2_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GPUWORK_LOG_FORMAT", "xml")
+
+    assert main([]) == 2
+
+    assert one_error_line(capsys).startswith("gpuwork-exporter: invalid GPUWORK_LOG_FORMAT='xml'")
+
+
+def test_an_unknown_scenario_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--simulate", "no-such-scenario"]) == 2
+
+    line = one_error_line(capsys)
+    assert "'no-such-scenario'" in line
+    assert "dense-h100, mixed, small" in line
+
+
+def test_a_scenario_file_that_is_not_yaml_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: broken\ngpus: [\n")
+
+    assert main(["--simulate", str(path)]) == 2
+
+    line = one_error_line(capsys)
+    assert line.startswith(f"gpuwork-exporter: {path}: not valid YAML")
+    assert "line 3" in line
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("name: x\ngpus: []\n", "gpus: List should have at least 1 item"),
+        ("name: x\ngpus:\n  - model: Z100\n", "unknown GPU model 'Z100'"),
+        ("name: x\ngpus:\n  - {model: L4, mig: [1g.10gb]}\n", "L4 has no MIG"),
+        ("name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, tenant: t, devices: ['3']}]",
+         "no GPU 3"),
+        ("name: x\ngpus: [{model: L4}]\nsurprise: 1\n", "surprise: Extra inputs"),
+        ("- just\n- a list\n", "scenario: Input should be a valid dictionary"),
+        ("", "scenario: Input should be a valid dictionary"),
+    ],
+)  # fmt: skip
+def test_a_scenario_file_that_fails_validation_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, problem: str
+) -> None:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(text)
+
+    assert main(["--simulate", str(path)]) == 2
+
+    line = one_error_line(capsys)
+    assert line.startswith(f"gpuwork-exporter: {path}: ")
+    assert problem in line
+
+
+def test_a_scenario_file_that_is_not_text_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"\xff\xfe\x00\x01 not utf-8")
+
+    assert main(["--simulate", str(path)]) == 2
+
+    assert str(path) in one_error_line(capsys)
+
+
+def test_a_listen_address_in_use_exits_1_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+
+        assert main(["--simulate", "small", "--web.listen-address", address]) == 1
+
+    line = one_error_line(capsys)
+    assert line.startswith(f"gpuwork-exporter: cannot serve on {address}: ")
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"gpuwork-exporter {__version__}\n"
+
+
+def test_help_names_every_flag_and_its_environment_variable(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in FLAGS:
+        assert flag.name in text
+        assert f"[{flag.env}]" in text
+
+
+# -- node name ---------------------------------------------------------------------------------
+
+
+def nvml_and_node(argv: list[str], environ: dict[str, str] | None = None) -> tuple[object, str]:
+    return nvml_library(load_settings(parse_args(argv), environ or {}))
+
+
+def test_a_simulated_node_is_named_after_its_scenario() -> None:
+    nvml, node = nvml_and_node(["--simulate", "small"])
+
+    assert isinstance(nvml, SimulatedNvml)
+    assert nvml.node.scenario.name == "small"
+    assert node == "sim-small"
+
+
+def test_node_name_overrides_the_scenarios_node_name() -> None:
+    _, node = nvml_and_node(["--simulate", "small", "--node.name", "foo"])
+
+    assert node == "foo"
+
+
+def test_node_name_from_the_environment_overrides_the_scenarios_node_name() -> None:
+    _, node = nvml_and_node(["--simulate", "mixed"], {"GPUWORK_NODE_NAME": "bar"})
+
+    assert node == "bar"
+
+
+def test_without_simulate_the_real_pynvml_is_used_and_no_call_is_made() -> None:
+    nvml, node = nvml_and_node(["--node.name", "gpu-7"])
+
+    assert nvml is pynvml
+    assert node == "gpu-7"
+
+
+# -- the real process --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def wait_until_ready(process: subprocess.Popen[bytes], base: str) -> None:
+    deadline = time.monotonic() + READY_WITHIN_SECONDS
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the exporter exited before it was ready"
+        try:
+            if get(f"{base}/readyz")[0] == 200:
+                return
+        except OSError:
+            pass  # not listening yet
+        time.sleep(0.05)
+    pytest.fail(f"/readyz did not answer 200 within {READY_WITHIN_SECONDS} s")
+
+
+def test_the_exporter_serves_a_simulated_node_and_stops_on_sigterm() -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUWORK_")}
+    argv = [sys.executable, "-m", "exporter", "--simulate", "small",
+            "--collect.interval", "200ms", "--web.listen-address", f"127.0.0.1:{port}"]  # fmt: skip
+    process = subprocess.Popen(
+        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        wait_until_ready(process, base)
+        assert get(f"{base}/healthz") == (200, b"ok\n")
+        status, body = get(f"{base}/metrics")
+        assert status == 200
+        families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+
+        gpus = families["gpuwork_gpu_info"].samples
+        assert len(gpus) == 2
+        assert {s.labels["node"] for s in gpus} == {"sim-small"}
+        assert {s.labels["gpu_index"] for s in gpus} == {"0", "1"}
+        devices = families["gpuwork_device_info"].samples
+        assert len(devices) == 4
+        assert {s.labels["node"] for s in devices} == {"sim-small"}
+        assert families["gpuwork_nvml_up"].samples[0].value == 1
+        assert "process_cpu_seconds" in families  # the full registry, not only the snapshot
+
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=EXIT_WITHIN_SECONDS)
+        assert process.returncode == 0, stderr.decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()

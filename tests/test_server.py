@@ -1,0 +1,264 @@
+"""Tests of exporter/server.py through real HTTP on loopback: health, readiness, /metrics.
+
+The scrape path must only serialize the latest snapshot: these tests show that a
+scrape makes no NVML call and answers while a collection is blocked in NVML.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.cli import build_registry
+from exporter.collection import Collection
+from exporter.metrics import SnapshotCollector
+from exporter.model import NodeSnapshot, NvmlReading
+from exporter.nvml_reader import NvmlReader
+from exporter.server import make_app
+from tests.conftest import Sim, make_sim
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+# What Prometheus 2.x sends when it scrapes.
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+WAIT_SECONDS = 10.0  # bound on every wait below; never reached when the code is right
+
+
+def collection_for(
+    sim: Sim,
+    publish: Callable[[NodeSnapshot], None],
+    reader: NvmlReader | None = None,
+    timeout: float = 5.0,
+) -> Collection:
+    # The simulated node's clock doubles as the loop's monotonic clock.
+    return Collection(reader or sim.reader, node="n1", publish=publish, timeout=timeout,
+                      monotonic=sim.clock, wall_clock=lambda: 1_700_000_000.0)  # fmt: skip
+
+
+async def client_for(
+    registry: CollectorRegistry, ready: Callable[[], bool]
+) -> TestClient[Any, Any]:
+    client: TestClient[Any, Any] = TestClient(
+        TestServer(make_app(registry, ready), host="127.0.0.1")
+    )
+    await client.start_server()
+    return client
+
+
+@dataclass
+class Served:
+    sim: Sim
+    collection: Collection
+    client: TestClient[Any, Any]
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[Served]:
+    """The small node, a collection publishing to a SnapshotCollector, and a server on loopback."""
+    sim = make_sim("small")
+    snapshots = SnapshotCollector()
+    collection = collection_for(sim, snapshots.update)
+    client = await client_for(build_registry(snapshots), lambda: collection.ready)
+    yield Served(sim, collection, client)
+    await client.close()
+    await collection.close()
+
+
+def gpu_series(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Every gpuwork_gpu_* and gpuwork_device_* sample, by family."""
+    return {
+        family.name: sorted(((s.labels, s.value) for s in family.samples), key=repr)
+        for family in text_string_to_metric_families(text)
+        if family.name.startswith(("gpuwork_gpu_", "gpuwork_device_"))
+    }
+
+
+# -- health and readiness ----------------------------------------------------------------------
+
+
+async def test_healthz_answers_before_any_collection(served: Served) -> None:
+    client = served.client
+
+    response = await client.get("/healthz")
+
+    assert response.status == 200
+    assert await response.text() == "ok\n"
+
+
+async def test_readyz_is_503_until_a_collection_is_done(served: Served) -> None:
+    collection, client = served.collection, served.client
+
+    before = await client.get("/readyz")
+    assert before.status == 503
+    assert "no collection" in await before.text()
+
+    await collection.collect_once()
+
+    after = await client.get("/readyz")
+    assert after.status == 200
+    assert await after.text() == "ready\n"
+
+
+async def test_landing_page_links_the_endpoints(served: Served) -> None:
+    client = served.client
+
+    response = await client.get("/")
+
+    assert response.status == 200
+    assert response.content_type == "text/html"
+    body = await response.text()
+    for path in ("/metrics", "/healthz", "/readyz"):
+        assert f'href="{path}"' in body
+
+
+async def test_unknown_paths_are_404(served: Served) -> None:
+    client = served.client
+
+    assert (await client.get("/metric")).status == 404
+
+
+# -- /metrics formats --------------------------------------------------------------------------
+
+
+async def test_metrics_default_to_the_text_format_0_0_4(served: Served) -> None:
+    collection, client = served.collection, served.client
+    await collection.collect_once()
+
+    response = await client.get("/metrics")
+
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    body = await response.text()
+    assert not body.rstrip().endswith("# EOF")
+    families = {f.name for f in text_string_to_metric_families(body)}
+    assert {"gpuwork_gpu_info", "gpuwork_device_info", "process_cpu_seconds"} <= families
+
+
+@pytest.mark.parametrize("accept", [OPENMETRICS, PROMETHEUS_ACCEPT])
+async def test_metrics_in_openmetrics_when_asked(served: Served, accept: str) -> None:
+    collection, client = served.collection, served.client
+    await collection.collect_once()
+
+    response = await client.get("/metrics", headers={"Accept": accept})
+
+    assert response.status == 200
+    assert response.content_type == "application/openmetrics-text"
+    assert "version=1.0.0" in response.headers["Content-Type"]
+    body = await response.text()
+    assert body.endswith("# EOF\n")
+    families = {f.name: f for f in openmetrics_families(body)}  # a strict parser
+    assert families["gpuwork_gpu_info"].type == "gauge"
+    assert len(families["gpuwork_gpu_info"].samples) == 2
+    assert len(families["gpuwork_device_info"].samples) == 4
+
+
+async def test_metrics_before_the_first_collection_hold_no_gpu_series(served: Served) -> None:
+    client = served.client
+
+    response = await client.get("/metrics")
+
+    assert response.status == 200
+    body = await response.text()
+    assert "gpuwork_" not in body  # no snapshot yet: nothing, not zeros
+    assert "process_cpu_seconds_total" in body
+
+
+# -- the scrape path makes no NVML call --------------------------------------------------------
+
+
+async def test_a_scrape_never_calls_nvml(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    sim, collection, client = served.sim, served.collection, served.client
+    await collection.collect_once()
+    sim.clock.advance(10)
+    await collection.collect_once()  # a second sample, so GPM activity is present too
+    expected = gpu_series(await (await client.get("/metrics")).text())
+    assert len(expected["gpuwork_gpu_info"]) == 2
+    assert len(expected["gpuwork_device_sm_active_ratio"]) == 4
+
+    calls: list[str] = []
+    for name in [n for n in dir(sim.nvml) if n.startswith("nvml")]:
+
+        def forbidden(*_: object, name: str = name) -> None:
+            calls.append(name)
+            raise AssertionError(f"{name} called on the scrape path")
+
+        monkeypatch.setattr(sim.nvml, name, forbidden)
+    with pytest.raises(AssertionError):  # the trap works
+        sim.nvml.nvmlDeviceGetHandleByIndex(0)
+    calls.clear()
+
+    for _ in range(3):
+        response = await client.get("/metrics")
+        assert response.status == 200
+        assert gpu_series(await response.text()) == expected
+    assert calls == []
+
+
+# -- /metrics answers while a collection is blocked in NVML ------------------------------------
+
+
+class BlockingReader(NvmlReader):
+    """The real reader, whose `read` waits for the test to let it go."""
+
+    def __init__(self, nvml: Any) -> None:
+        super().__init__(nvml)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+
+    def read(self) -> NvmlReading:
+        self.entered.set()
+        if not self.release.wait(WAIT_SECONDS):
+            raise TimeoutError("the test never released the read")
+        return super().read()
+
+
+async def test_metrics_are_served_while_a_collection_is_blocked() -> None:
+    sim = make_sim("small")
+    reader = BlockingReader(sim.nvml)
+    snapshots = SnapshotCollector()
+    registry = CollectorRegistry()  # only the snapshot: the body must not change at all
+    registry.register(snapshots)
+    collection = collection_for(sim, snapshots.update, reader=reader, timeout=WAIT_SECONDS * 2)
+    client = await client_for(registry, lambda: collection.ready)
+    try:
+        await collection.collect_once()
+        before = await (await client.get("/metrics")).text()
+        assert 'gpuwork_gpu_info{driver_version="570.133.20",gpu_index="0"' in before
+
+        reader.entered.clear()
+        reader.release.clear()
+        sim.clock.advance(10)
+        blocked = asyncio.create_task(collection.collect_once())
+        assert await asyncio.to_thread(reader.entered.wait, WAIT_SECONDS)
+
+        response = await asyncio.wait_for(client.get("/metrics"), WAIT_SECONDS)
+        assert response.status == 200
+        assert await response.text() == before  # the previous snapshot, whole
+        assert (await client.get("/readyz")).status == 200
+        assert not blocked.done()
+
+        reader.release.set()
+        snapshot = await asyncio.wait_for(blocked, WAIT_SECONDS)
+        assert snapshot.collectors["nvml"].success
+        after = await (await client.get("/metrics")).text()
+        assert after != before  # the new snapshot replaced it (GPM activity now present)
+        assert "gpuwork_device_sm_active_ratio{" in after
+        assert "gpuwork_device_sm_active_ratio{" not in before
+    finally:
+        reader.release.set()
+        await client.close()
+        await collection.close()

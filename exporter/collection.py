@@ -59,6 +59,7 @@ class Collection:
         self._reader_errors: Counter[str] = Counter()  # copied from the reader between reads
         self._reader_dropped: Counter[str] = Counter()
         self._last_success: float | None = None
+        self._closed = False
         self.collections = 0
 
     @property
@@ -89,7 +90,10 @@ class Collection:
         return snapshot
 
     async def close(self) -> None:
-        """Shuts NVML down, waiting at most one timeout for a hung call."""
+        """Shuts NVML down, waiting at most one timeout for a hung call. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         if self._in_flight is None or self._in_flight.done():
             await self._in_worker(self._reader.stop)
         self._executor.shutdown(wait=False, cancel_futures=True)

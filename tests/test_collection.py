@@ -40,6 +40,7 @@ async def test_publishes_a_snapshot_per_cycle() -> None:
     assert health.success and health.last_success_timestamp == 1_700_000_000.0
     await collection.close()
     assert sim.nvml.gpm_samples_outstanding == 0
+    await collection.close()  # a second close is harmless
 
 
 async def test_run_collects_until_stopped() -> None:

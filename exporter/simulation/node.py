@@ -81,6 +81,7 @@ class SimulatedNode:
         self.specs = scenario.gpu_specs
         self.models: list[GpuModel] = [GPU_MODELS[spec.model] for spec in self.specs]
         self._energy = [(0.0, 0.0) for _ in self.specs]  # (t, joules) per GPU
+        self._layouts: dict[tuple[int, int], tuple[MigInstance | None, ...]] = {}
 
     # -- identity ------------------------------------------------------------------
 
@@ -152,6 +153,12 @@ class SimulatedNode:
         return self._layout(index, self.layout_generation(index, t))
 
     def _layout(self, index: int, generation: int) -> tuple[MigInstance | None, ...]:
+        key = (index, generation)
+        if key not in self._layouts:  # a few per GPU: one per re-partition
+            self._layouts[key] = self._place(index, generation)
+        return self._layouts[key]
+
+    def _place(self, index: int, generation: int) -> tuple[MigInstance | None, ...]:
         profiles = self.specs[index].mig or []
         repartitions = [
             f for f in self.scenario.faults if isinstance(f, MigRepartitionFault) and f.gpu == index

@@ -9,21 +9,9 @@ import pytest
 
 from exporter.nvml_reader import NvmlReader
 from exporter.simulation.fake_nvml import SimulatedNvml
+from exporter.simulation.node import ManualClock as Clock
 from exporter.simulation.node import SimulatedNode
 from exporter.simulation.scenario import Scenario, load_scenario
-
-
-class Clock:
-    """Seconds since the simulated node started; tests move it by hand."""
-
-    def __init__(self, start: float = 1.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass

@@ -38,6 +38,19 @@ _UUID_NAMESPACE = uuid.UUID("5f1b7a6e-3c2d-4e8f-9a0b-1c2d3e4f5a6b")
 _HGX_BUSES = ("18", "2A", "3A", "5D", "9A", "AB", "BA", "DB")
 
 
+class ManualClock:
+    """Seconds since the node started, moved by hand: for tests and benchmarks."""
+
+    def __init__(self, start: float = 1.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @dataclass(frozen=True, slots=True)
 class MigInstance:
     slot: int
@@ -309,4 +322,4 @@ def _pod_key(pod: PodSpec) -> str:
     return f"{pod.namespace}/{pod.name}"
 
 
-__all__ = ["DeviceTruth", "LoadProfile", "MigInstance", "SimulatedNode"]
+__all__ = ["DeviceTruth", "LoadProfile", "ManualClock", "MigInstance", "SimulatedNode"]

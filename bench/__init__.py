@@ -1,0 +1,1 @@
+"""Benchmarks for the exporter core; `python -m bench.run_all` runs them all."""

@@ -11,6 +11,7 @@ import pytest
 from exporter.collection import NVML, Collection
 from exporter.model import NodeSnapshot, NvmlReading
 from exporter.nvml_reader import NvmlReader
+from exporter.simulation.scenario import Scenario
 from tests.conftest import Sim, make_sim, scenario_from
 
 
@@ -26,6 +27,12 @@ def collection_for(sim: Sim, published: Published, timeout: float = 2.0) -> Coll
     # The simulated node's clock doubles as the loop's monotonic clock.
     return Collection(sim.reader, node="n1", publish=published, timeout=timeout,
                       monotonic=sim.clock, wall_clock=lambda: 1_700_000_000.0)  # fmt: skip
+
+
+def driver_outage(at: float, until: float) -> Scenario:
+    """One H100 whose driver is unloaded from `at` to `until`."""
+    faults = [{"kind": "driver_not_loaded", "at": at, "until": until}]
+    return scenario_from({"name": "t", "gpus": [{"model": "H100-SXM5-80GB"}], "faults": faults})
 
 
 async def test_publishes_a_snapshot_per_cycle() -> None:
@@ -63,13 +70,7 @@ async def test_run_collects_until_stopped() -> None:
 
 
 async def test_driver_missing_retries_with_backoff_and_recovers() -> None:
-    scenario = scenario_from(
-        {
-            "name": "t",
-            "gpus": [{"model": "H100-SXM5-80GB"}],
-            "faults": [{"kind": "driver_not_loaded", "at": 0, "until": 9}],
-        }
-    )
+    scenario = driver_outage(at=0, until=9)
     sim, published = make_sim(scenario, start=0.5), Published()
     collection = collection_for(sim, published)
     attempts: list[float] = []
@@ -98,13 +99,7 @@ async def test_driver_missing_retries_with_backoff_and_recovers() -> None:
 
 
 async def test_nvml_going_away_mid_run_is_reported_and_recovered() -> None:
-    scenario = scenario_from(
-        {
-            "name": "t",
-            "gpus": [{"model": "H100-SXM5-80GB"}],
-            "faults": [{"kind": "driver_not_loaded", "at": 5, "until": 6}],
-        }
-    )
+    scenario = driver_outage(at=5, until=6)
     sim, published = make_sim(scenario), Published()
     collection = collection_for(sim, published)
     assert (await collection.collect_once()).nvml_up

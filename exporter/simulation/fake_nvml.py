@@ -25,7 +25,6 @@ from typing import Any
 
 import pynvml
 
-from exporter.simulation.hardware import MIB
 from exporter.simulation.node import MigInstance, SimulatedNode
 
 
@@ -457,4 +456,4 @@ class SimulatedNvml:
         return request
 
 
-__all__ = ["MIB", "GpuHandle", "MigHandle", "SimulatedNvml"]
+__all__ = ["GpuHandle", "MigHandle", "SimulatedNvml"]

@@ -159,13 +159,13 @@ class Scenario(_Strict):
     faults: list[Fault] = Field(default_factory=list)
 
     @property
-    def gpu_models(self) -> list[str]:
-        """The model of each GPU index, `count` expanded."""
-        return [spec.model for spec in self.gpus for _ in range(spec.count)]
+    def gpu_specs(self) -> list[GpuSpec]:
+        """The spec of each GPU index, `count` expanded."""
+        return [spec for spec in self.gpus for _ in range(spec.count)]
 
     @property
-    def gpu_specs(self) -> list[GpuSpec]:
-        return [spec for spec in self.gpus for _ in range(spec.count)]
+    def gpu_models(self) -> list[str]:
+        return [spec.model for spec in self.gpu_specs]
 
     @model_validator(mode="after")
     def _references_exist(self) -> Scenario:

@@ -27,6 +27,15 @@ class ActivitySource(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessStats:
+    """One compute process on a device, as NVML reports it (host PID namespace)."""
+
+    pid: int
+    memory_used_bytes: int | None
+    sm_active_ratio: float | None  # per-process utilization; None where NVML cannot tell (MIG)
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceStats:
     """One allocatable device: a whole GPU, or one MIG instance of it."""
 
@@ -41,6 +50,7 @@ class DeviceStats:
     sm_active_ratio: float | None
     activity_source: ActivitySource
     processes: int | None
+    process_list: tuple[ProcessStats, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +88,57 @@ class NvmlReading:
     driver_version: str
     gpus: tuple[GpuStats, ...]
     nvml_calls: int  # NVML library calls this reading made, for benchmarks and debugging
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerDevices:
+    """Device ids the kubelet handed one container for one resource (or DRA driver)."""
+
+    namespace: str
+    pod: str
+    container: str
+    resource: str  # "nvidia.com/gpu", "nvidia.com/mig-1g.10gb", or a DRA driver name
+    device_ids: tuple[str, ...]
+    dynamic: bool = False  # allocated through DRA: `resource` is the driver, ids are device names
+
+
+@dataclass(frozen=True, slots=True)
+class KubeletDevices:
+    """One answer of the kubelet pod-resources API, filtered to GPU resources."""
+
+    allocated: tuple[ContainerDevices, ...]
+    allocatable: Mapping[str, tuple[str, ...]]  # resource -> every device id it can hand out
+
+
+@dataclass(frozen=True, slots=True)
+class PodMeta:
+    """What the exporter keeps of one pod on its node: only what it uses."""
+
+    uid: str
+    namespace: str
+    name: str
+    labels: Mapping[str, str]  # only the keys the tenant rules read
+    annotations: Mapping[str, str]  # only prometheus.io/* (engine scraping)
+    container_ports: Mapping[str, int]  # named container ports
+    phase: str
+    pod_ip: str
+    start_time: float | None  # unix seconds
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceMeta:
+    name: str
+    labels: Mapping[str, str]  # only the keys the tenant rules read
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    """The exporter's in-memory copy of its node's pods and the namespaces."""
+
+    pods: Mapping[tuple[str, str], PodMeta]  # (namespace, name) -> pod
+    namespaces: Mapping[str, NamespaceMeta]
+    synced: bool  # a first full list has arrived
+    stale: bool  # the API server cannot be reached; this is the last known state
 
 
 @dataclass(frozen=True, slots=True)

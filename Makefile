@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 DEMO_ADDRESS ?= 127.0.0.1:9842
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint typecheck unit tools bench clean
+.PHONY: demo test lint typecheck unit tools kube-apiserver bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ tools:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@promtool --version | head -1
 
+# The Kubernetes watch tests run a real kube-apiserver v1.20 (built once from Debian's
+# source package, cached under ~/.cache/gpuwork) with Debian's etcd on loopback.
+kube-apiserver:
+	@bash scripts/kube-apiserver.sh
+
 lint: $(BIN)/.installed
 	$(BIN)/ruff check exporter tests bench
 	$(BIN)/ruff format --check exporter tests bench
@@ -37,8 +42,8 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
-unit: $(BIN)/.installed tools
-	$(BIN)/pytest
+unit: $(BIN)/.installed tools kube-apiserver
+	GPUWORK_KUBE_APISERVER=$$(bash scripts/kube-apiserver.sh) $(BIN)/pytest
 
 test: lint typecheck unit
 

@@ -1,13 +1,18 @@
-"""`gpuwork-exporter`: wires settings, the NVML source, the loop and the server."""
+"""`gpuwork-exporter`: wires settings, the sources, the loop and the server."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -18,13 +23,20 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from exporter import __version__
+from exporter.attributor import Attributor
 from exporter.collection import Collection
 from exporter.config import FLAGS, Settings, SettingsError, load_settings
+from exporter.kube import ClusterWatcher, KubeApi, in_cluster_api
+from exporter.kubelet import PodResourcesClient
+from exporter.ledger import WasteLedger
 from exporter.logs import configure_logging
 from exporter.metrics import SnapshotCollector
+from exporter.model import ClusterView
 from exporter.nvml_reader import NvmlReader
+from exporter.processes import ProcessPods
 from exporter.server import make_app
 from exporter.simulation.scenario import ScenarioError
+from exporter.tenancy import label_keys
 
 log = structlog.get_logger(component="exporter")
 
@@ -67,13 +79,102 @@ def build_registry(snapshots: SnapshotCollector) -> CollectorRegistry:
     return registry
 
 
+KUBELET_KEEP_LAST_SECONDS = 300.0  # how long the last allocations stand in for the kubelet
+MAX_STEP_INTERVALS = 3  # an interval longer than this many is not charged to the ledger
+
+
+@dataclass
+class PodSources:
+    """Where attribution reads from: a kubelet socket, a /proc, and cluster metadata."""
+
+    kubelet_socket: str
+    proc_root: str
+    cluster: Callable[[], ClusterView | None] = lambda: None
+    cluster_errors: Callable[[], Counter[str]] = Counter
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def pod_sources(
+    settings: Settings, nvml: Any, node: str, stop: asyncio.Event
+) -> AsyncIterator[PodSources | None]:
+    """The real node's sources, or the simulated node serving its own: a fake kubelet on a
+    temporary socket, a temporary /proc and the scenario's metadata."""
+    if settings.simulate is not None:
+        from exporter.simulation.fake_kubelet import FakeKubelet
+        from exporter.simulation.proc import write_proc_root
+
+        simulated = nvml.node
+        with tempfile.TemporaryDirectory(prefix="gpuwork-sim-") as scratch:
+            proc = Path(scratch, "proc")
+            write_proc_root(simulated, proc)
+            socket_path = os.path.join(scratch, "kubelet.sock")
+            kubelet = FakeKubelet(socket_path, lambda: simulated.kubelet_devices(simulated.clock()))
+            kubelet.start()
+            try:
+                yield PodSources(socket_path, str(proc), cluster=simulated.cluster_view)
+            finally:
+                kubelet.stop()
+        return
+    if not settings.kubelet_socket:
+        log.info("attribution off: --kubelet.socket is empty")
+        yield None
+        return
+    sources = PodSources(settings.kubelet_socket, settings.proc_root)
+    api = (
+        KubeApi(settings.kubernetes_api_url, settings.kubernetes_token_file,
+                settings.kubernetes_ca_file)
+        if settings.kubernetes_api_url
+        else in_cluster_api(os.environ)
+    )  # fmt: skip
+    if api is None:
+        log.warning("no Kubernetes API (not in a pod, no --kubernetes.api-url): "
+                    "tenants come from namespace names only")  # fmt: skip
+    else:
+        pod_keys, namespace_keys = label_keys(settings.tenant_rule_list)
+        watcher = ClusterWatcher(
+            api, node, pod_label_keys=pod_keys, namespace_label_keys=namespace_keys
+        )
+        sources.cluster, sources.cluster_errors = watcher.view, lambda: watcher.errors
+        sources.tasks.append(asyncio.create_task(watcher.run(stop), name="kubernetes"))
+    try:
+        yield sources
+    finally:
+        for task in sources.tasks:
+            task.cancel()
+        await asyncio.gather(*sources.tasks, return_exceptions=True)
+
+
+def build_attributor(settings: Settings, sources: PodSources) -> Attributor:
+    return Attributor(
+        PodResourcesClient(sources.kubelet_socket, timeout=settings.collect_timeout / 2,
+                           resources=settings.kubelet_resource_list),
+        ProcessPods(sources.proc_root),
+        settings.tenant_rule_list,
+        WasteLedger(window=settings.state_window, busy_threshold=settings.state_busy_threshold,
+                    max_step=MAX_STEP_INTERVALS * settings.collect_interval),
+        keep_last=KUBELET_KEEP_LAST_SECONDS,
+    )  # fmt: skip
+
+
 async def serve(settings: Settings, nvml: Any, node: str) -> None:
+    stop = asyncio.Event()
+    async with pod_sources(settings, nvml, node, stop) as sources:
+        await _serve(settings, nvml, node, sources, stop)
+
+
+async def _serve(
+    settings: Settings, nvml: Any, node: str, sources: PodSources | None, stop: asyncio.Event
+) -> None:
     snapshots = SnapshotCollector()
     collection = Collection(
         NvmlReader(nvml),
         node=node,
         publish=snapshots.update,
         timeout=settings.collect_timeout,
+        attributor=build_attributor(settings, sources) if sources else None,
+        cluster=sources.cluster if sources else lambda: None,
+        cluster_errors=sources.cluster_errors if sources else Counter,
     )
     runner = web.AppRunner(make_app(build_registry(snapshots), lambda: collection.ready),
                            access_log=None)  # fmt: skip
@@ -83,7 +184,6 @@ async def serve(settings: Settings, nvml: Any, node: str) -> None:
     log.info("serving", address=settings.listen_address, simulate=settings.simulate,
              node=node, interval_seconds=settings.collect_interval)  # fmt: skip
 
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)

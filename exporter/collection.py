@@ -1,9 +1,10 @@
 """The background collection loop: reads NVML on a timer and publishes snapshots.
 
 NVML calls block, so they run in one named worker thread under
-`asyncio.wait_for`. A read that hangs past its timeout is left to finish on its
-own; until it does, later cycles report `still_running` instead of piling up
-threads. When NVML itself is down, `nvmlInit` is retried with exponential
+`asyncio.wait_for`; so does attribution (kubelet gRPC, /proc), right after NVML,
+with the cluster metadata the event loop keeps. A read that hangs past its timeout
+is left to finish on its own; until it does, later cycles report `still_running`
+instead of piling up threads. When NVML itself is down, `nvmlInit` is retried with exponential
 backoff while every cycle still publishes a snapshot saying so.
 """
 
@@ -19,7 +20,8 @@ from typing import Any, TypeVar
 
 import structlog
 
-from exporter.model import CollectorHealth, NodeSnapshot, NvmlReading
+from exporter.attributor import AttributionResult, Attributor
+from exporter.model import ClusterView, CollectorHealth, NodeSnapshot, NvmlReading
 from exporter.nvml_reader import NvmlDownError, NvmlReader
 
 log = structlog.get_logger(component="exporter.collection")
@@ -27,6 +29,8 @@ log = structlog.get_logger(component="exporter.collection")
 T = TypeVar("T")
 
 NVML = "nvml"
+PODRESOURCES = "podresources"
+KUBERNETES = "kubernetes"
 INITIAL_BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 60.0
 
@@ -41,10 +45,16 @@ class Collection:
         node: str,
         publish: Callable[[NodeSnapshot], None],
         timeout: float,
+        attributor: Attributor | None = None,
+        cluster: Callable[[], ClusterView | None] = lambda: None,
+        cluster_errors: Callable[[], Counter[str]] = Counter,
         monotonic: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._reader = reader
+        self._attributor = attributor
+        self._cluster = cluster
+        self._cluster_errors = cluster_errors
         self._node = node
         self._publish = publish
         self._timeout = timeout
@@ -58,6 +68,7 @@ class Collection:
         self._errors: Counter[str] = Counter()  # kinds this loop sees itself
         self._reader_errors: Counter[str] = Counter()  # copied from the reader between reads
         self._reader_dropped: Counter[str] = Counter()
+        self._attributed: AttributionResult | None = None  # the last one, for its counters
         self._last_success: float | None = None
         self._closed = False
         self.collections = 0
@@ -83,8 +94,11 @@ class Collection:
         duration = self._monotonic() - started
         if reading is not None:
             self._last_success = self._wall_clock()
+        cluster = self._cluster()
+        attributed = await self._attribute(reading, cluster)
         snapshot = self._snapshot(reading, CollectorHealth(reading is not None, duration,
-                                                           self._last_success))  # fmt: skip
+                                                           self._last_success),
+                                  attributed, cluster)  # fmt: skip
         self._publish(snapshot)
         self.collections += 1
         return snapshot
@@ -96,6 +110,8 @@ class Collection:
         self._closed = True
         if self._in_flight is None or self._in_flight.done():
             await self._in_worker(self._reader.stop)
+            if self._attributor is not None:
+                await self._in_worker(self._attributor.close)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _read_nvml(self) -> NvmlReading | None:
@@ -122,6 +138,26 @@ class Collection:
         finally:
             self._copy_reader_counters()
         return None
+
+    async def _attribute(
+        self, reading: NvmlReading | None, cluster: ClusterView | None
+    ) -> AttributionResult | None:
+        """Attribution for this reading; None without a reading or an attributor."""
+        attributor = self._attributor
+        if attributor is None or reading is None:
+            return None
+        try:
+            result = await self._in_worker(lambda: attributor.collect(reading, cluster))
+        except TimeoutError:
+            self._errors["attribution_timeout"] += 1
+            log.error("attribution timed out", timeout_seconds=self._timeout)
+            return None
+        except Exception:  # a bug in the join must not cost the device metrics
+            self._errors["attribution_internal"] += 1
+            log.exception("attribution failed")
+            return None
+        self._attributed = result
+        return result
 
     async def _try_start(self) -> bool:
         now = self._monotonic()
@@ -151,13 +187,29 @@ class Collection:
             self._reader_errors = Counter(self._reader.errors)
             self._reader_dropped = Counter(self._reader.dropped_series)
 
-    def _snapshot(self, reading: NvmlReading | None, health: CollectorHealth) -> NodeSnapshot:
-        errors = self._reader_errors + self._errors
+    def _snapshot(
+        self,
+        reading: NvmlReading | None,
+        health: CollectorHealth,
+        attributed: AttributionResult | None,
+        cluster: ClusterView | None,
+    ) -> NodeSnapshot:
+        errors = {(NVML, kind): n for kind, n in (self._reader_errors + self._errors).items()}
+        collectors = {NVML: health}
+        dropped = Counter(self._reader_dropped)
+        if self._attributed is not None:
+            collectors[PODRESOURCES] = self._attributed.kubelet
+            errors |= self._attributed.errors
+            dropped.update(self._attributed.dropped_series)
+        errors |= {(KUBERNETES, kind): n for kind, n in self._cluster_errors().items()}
         return NodeSnapshot(
             node=self._node,
             nvml_up=self._nvml_up,
             nvml=reading,
-            collectors={NVML: health},
-            errors_total={(NVML, kind): count for kind, count in errors.items()},
-            dropped_series_total=dict(self._reader_dropped),
+            collectors=collectors,
+            errors_total=errors,
+            dropped_series_total=dict(dropped),
+            attribution=attributed.attribution if attributed else None,
+            ledger=attributed.ledger if attributed else None,
+            metadata_stale=cluster is not None and cluster.stale,
         )

@@ -15,6 +15,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from exporter.kubelet import DEFAULT_RESOURCES, DEFAULT_SOCKET_PATH
+from exporter.tenancy import DEFAULT_TENANT_RULES, TenantRule, parse_tenant_rules
+
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
 _ADDRESS = re.compile(r"^(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d{1,5})$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -38,8 +41,17 @@ class Settings(BaseModel):
     node_name: str = Field(default_factory=socket.gethostname, min_length=1, max_length=253)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["logfmt", "json"] = "logfmt"
+    kubelet_socket: str = DEFAULT_SOCKET_PATH  # empty: no attribution
+    kubelet_resources: str = ",".join(DEFAULT_RESOURCES)
+    kubernetes_api_url: str | None = None  # None: in-cluster when run in a pod
+    kubernetes_token_file: str | None = None
+    kubernetes_ca_file: str | None = None
+    tenant_rules: str = DEFAULT_TENANT_RULES
+    state_window: float = Field(60.0, ge=1, le=86400)
+    state_busy_threshold: float = Field(0.05, ge=0, le=1)
+    proc_root: str = "/proc"
 
-    @field_validator("collect_interval", "collect_timeout", mode="before")
+    @field_validator("collect_interval", "collect_timeout", "state_window", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
         return parse_duration(value) if isinstance(value, str) else value
@@ -49,6 +61,26 @@ class Settings(BaseModel):
     def _address(cls, value: str) -> str:
         split_address(value)
         return value
+
+    @field_validator("tenant_rules")
+    @classmethod
+    def _rules(cls, value: str) -> str:
+        parse_tenant_rules(value)
+        return value
+
+    @field_validator("kubelet_resources")
+    @classmethod
+    def _resources(cls, value: str) -> str:
+        if not resource_patterns(value):
+            raise ValueError("expected comma-separated resource names or patterns")
+        return value
+
+    @field_validator("kubernetes_api_url")
+    @classmethod
+    def _api_url(cls, value: str | None) -> str | None:
+        if value and not re.match(r"^https?://[^/\s]+/?$", value):
+            raise ValueError("expected http(s)://host[:port], such as https://10.96.0.1:443")
+        return value.rstrip("/") if value else value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -62,6 +94,18 @@ class Settings(BaseModel):
     @property
     def port(self) -> int:
         return split_address(self.listen_address)[1]
+
+    @property
+    def tenant_rule_list(self) -> tuple[TenantRule, ...]:
+        return parse_tenant_rules(self.tenant_rules)
+
+    @property
+    def kubelet_resource_list(self) -> tuple[str, ...]:
+        return resource_patterns(self.kubelet_resources)
+
+
+def resource_patterns(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -95,6 +139,36 @@ FLAGS: Sequence[Flag] = (
     Flag("--node.name", "node_name", "Kubernetes node name for the `node` label (hostname)"),
     Flag("--log.level", "log_level", "debug, info, warning or error (info)"),
     Flag("--log.format", "log_format", "logfmt or json (logfmt)"),
+    Flag(
+        "--kubelet.socket",
+        "kubelet_socket",
+        f"kubelet pod-resources socket; empty turns attribution off ({DEFAULT_SOCKET_PATH})",
+    ),
+    Flag(
+        "--kubelet.resources",
+        "kubelet_resources",
+        "comma-separated resource names (and DRA drivers) to attribute; * matches any text "
+        f"({','.join(DEFAULT_RESOURCES)})",
+    ),
+    Flag(
+        "--kubernetes.api-url",
+        "kubernetes_api_url",
+        "API server for pod and namespace metadata (in-cluster when run in a pod)",
+    ),
+    Flag("--kubernetes.token-file", "kubernetes_token_file", "bearer token file for the API"),
+    Flag("--kubernetes.ca-file", "kubernetes_ca_file", "CA bundle that signs the API server"),
+    Flag(
+        "--tenant.rules",
+        "tenant_rules",
+        f"how a pod's tenant is found, first match wins ({DEFAULT_TENANT_RULES})",
+    ),
+    Flag("--state.window", "state_window", "window over which busy and idle are judged (1m)"),
+    Flag(
+        "--state.busy-threshold",
+        "state_busy_threshold",
+        "mean SM activity (0-1) at or above which a device counts as busy (0.05)",
+    ),
+    Flag("--proc.root", "proc_root", "host /proc, to map GPU process PIDs to pods (/proc)"),
 )
 
 

@@ -15,7 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.model import DeviceStats, GpuStats, NodeSnapshot
+from exporter.model import DeviceState, DeviceStats, GpuStats, NodeSnapshot, StateSignal
 
 # NVML clock event reason bits, by the label value we publish for each.
 CLOCK_EVENT_REASONS: dict[str, int] = {
@@ -49,7 +49,12 @@ def _fraction(value: float) -> str:
 
 def build_families(snapshot: NodeSnapshot) -> list[Metric]:
     """Every family for one snapshot. Families with no samples are still listed, empty."""
-    return [*_exporter_families(snapshot), *_gpu_families(snapshot), *_device_families(snapshot)]
+    return [
+        *_exporter_families(snapshot),
+        *_gpu_families(snapshot),
+        *_device_families(snapshot),
+        *_attribution_families(snapshot),
+    ]
 
 
 def _exporter_families(snapshot: NodeSnapshot) -> Iterator[Metric]:
@@ -234,6 +239,63 @@ def _device_families(snapshot: NodeSnapshot) -> Iterator[Metric]:
             if value is not None:
                 family.add_metric([d.device], float(value))
         yield family
+
+
+def _attribution_families(snapshot: NodeSnapshot) -> Iterator[Metric]:
+    attribution, ledger = snapshot.attribution, snapshot.ledger
+    allocation = _gauge(
+        "gpuwork_device_allocation",
+        "Share of the device a container holds: 1 dedicated, 1/N per time-slicing replica.",
+        ("device", "namespace", "pod", "container", "tenant"),
+    )
+    signal = _gauge(
+        "gpuwork_device_state_signal",
+        "1 for what the device's state is judged from (see docs/metrics.md), else 0.",
+        ("device", "signal"),
+    )
+    host_pids = GaugeMetricFamily(
+        "gpuwork_attribution_host_pids",
+        "1 when GPU processes' PIDs map to pods through /proc; absent with no GPU process.",
+    )
+    unmapped = GaugeMetricFamily(
+        "gpuwork_attribution_unmapped_device_ids",
+        "Device ids the kubelet allocated that match no device NVML reports.",
+    )
+    if attribution is not None:
+        for a in attribution.allocations:
+            allocation.add_metric([a.device, a.namespace, a.pod, a.container, a.tenant], a.share)
+        for device, used in sorted(attribution.signals.items()):
+            for option in StateSignal:
+                signal.add_metric([device, option], 1 if option is used else 0)
+        if attribution.host_pids is not None:
+            host_pids.add_metric([], 1 if attribution.host_pids else 0)
+        unmapped.add_metric([], attribution.unmapped_device_ids)
+    yield from (allocation, signal, host_pids, unmapped)
+
+    state = _gauge(
+        "gpuwork_device_state",
+        "1 for the device's state now (the busiest of its holders), else 0.",
+        ("device", "state"),
+    )
+    seconds = _counter(
+        "gpuwork_device_state_seconds",
+        "GPU-seconds in each state: seconds * GPU fraction * share, per holder.",
+        ("device", "state", "tenant", "namespace", "pod"),
+    )
+    if ledger is not None:
+        for device, now in sorted(ledger.device_states.items()):
+            for kind in DeviceState:
+                state.add_metric([device, kind], 1 if kind is now else 0)
+        for (device, kind, tenant, namespace, pod), value in sorted(ledger.seconds.items()):
+            seconds.add_metric([device, kind, tenant, namespace, pod], value)
+    yield from (state, seconds)
+
+    stale = GaugeMetricFamily(
+        "gpuwork_kubernetes_metadata_stale",
+        "1 while the API server cannot be reached and pod metadata is the last known.",
+    )
+    stale.add_metric([], 1 if snapshot.metadata_stale else 0)
+    yield stale
 
 
 class SnapshotCollector(Collector):

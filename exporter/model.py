@@ -141,6 +141,70 @@ class ClusterView:
     stale: bool  # the API server cannot be reached; this is the last known state
 
 
+class DeviceState(StrEnum):
+    """What a device (or one holder's share of it) did over the state window."""
+
+    UNALLOCATED = "unallocated"
+    ALLOCATED_NO_PROCESS = "allocated_no_process"  # a pod holds it, nothing runs on it
+    ALLOCATED_IDLE = "allocated_idle"  # a process holds it, below the busy threshold
+    BUSY = "busy"
+
+
+class StateSignal(StrEnum):
+    """What a device's state was decided from."""
+
+    ACTIVITY = "activity"  # the device's own SM activity (GPM or utilization)
+    PROCESS_ACTIVITY = "process_activity"  # each holder's own processes (shared device)
+    PROCESSES = "processes"  # no activity signal (A100 MIG): a running process counts as busy
+    DEVICE_FALLBACK = "device_fallback"  # shared, but PIDs cannot be mapped to pods
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """One container's hold on one device."""
+
+    device: str
+    namespace: str
+    pod: str
+    container: str
+    tenant: str
+    share: float  # of the device: 1 when dedicated, replicas held / replicas advertised
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """One pod's hold on one device, with what its own processes did in the last interval."""
+
+    device: str
+    namespace: str
+    pod: str
+    tenant: str
+    share: float
+    processes: int  # this pod's processes on the device (all of the device's when unmapped)
+    activity: float | None  # in 0-1 of the pod's share of the device; None: no signal
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """The pure join of one collection: who holds what and what their processes did."""
+
+    allocations: tuple[Allocation, ...]
+    holdings: tuple[Holding, ...]
+    signals: Mapping[str, StateSignal]  # device -> what its state is decided from
+    host_pids: bool | None  # GPU PIDs resolve to pods through /proc; None: no GPU process
+    unmapped_device_ids: int  # allocated ids that match no device on this node
+
+
+@dataclass(frozen=True, slots=True)
+class StateLedger:
+    """The waste ledger after one collection: states now and seconds counted since start."""
+
+    device_states: Mapping[str, DeviceState]  # device -> its state now
+    # (device, state, tenant, namespace, pod) -> GPU-fraction-weighted seconds since start;
+    # the unallocated remainder of a device has empty tenant, namespace and pod.
+    seconds: Mapping[tuple[str, DeviceState, str, str, str], float]
+
+
 @dataclass(frozen=True, slots=True)
 class CollectorHealth:
     """How one source fared at its last collection."""
@@ -160,3 +224,6 @@ class NodeSnapshot:
     collectors: Mapping[str, CollectorHealth]
     errors_total: Mapping[tuple[str, str], int]  # (collector, kind) -> count since start
     dropped_series_total: Mapping[str, int]  # reason -> count since start
+    attribution: Attribution | None = None  # None: the kubelet has never answered
+    ledger: StateLedger | None = None
+    metadata_stale: bool = False  # pod metadata is the last known; the API server is away

@@ -18,14 +18,21 @@ from __future__ import annotations
 import ctypes
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import pynvml
 import structlog
 
-from exporter.model import ActivitySource, DeviceStats, GpuStats, MigMode, NvmlReading
+from exporter.model import (
+    ActivitySource,
+    DeviceStats,
+    GpuStats,
+    MigMode,
+    NvmlReading,
+    ProcessStats,
+)
 
 log = structlog.get_logger(component="exporter.nvml")
 
@@ -116,9 +123,13 @@ def mig_profile_name(gi_slices: int, ci_slices: int, memory_mib: int) -> str:
 class NvmlReader:
     """Turns NVML into `NvmlReading`s. Not thread-safe: one thread calls it."""
 
-    def __init__(self, nvml: Any = pynvml, *, max_xids_per_gpu: int = 64) -> None:
+    def __init__(
+        self, nvml: Any = pynvml, *, max_xids_per_gpu: int = 64, max_processes_per_device: int = 64
+    ) -> None:
         self._nvml = nvml
         self._max_xids_per_gpu = max_xids_per_gpu
+        self._max_processes_per_device = max_processes_per_device
+        self._process_samples_seen: dict[str, int] = {}  # GPU UUID -> newest sample time (µs)
         self.errors: Counter[str] = Counter()  # error kind -> count since start
         self.dropped_series: Counter[str] = Counter()
         self._calls = 0
@@ -325,7 +336,7 @@ class NvmlReader:
             memory_total_bytes=memory.total if memory is not None else None,
             sm_active_ratio=activity,
             activity_source=source,
-            processes=self._process_count(handle, uuid),
+            **self._processes(handle, uuid, self._process_activity(handle, uuid)),
         )
 
     def _read_mig_devices(self, handle: Any, gpu: _GpuIdentity) -> tuple[DeviceStats, ...]:
@@ -365,7 +376,7 @@ class NvmlReader:
             sm_active_ratio=activity,
             # MIG instances have no utilization counter: GPM (Hopper+) or nothing.
             activity_source=ActivitySource.GPM if gpu.gpm_supported else ActivitySource.NONE,
-            processes=self._process_count(mig, gpu.uuid),
+            **self._processes(mig, gpu.uuid, None),  # no per-process utilization on MIG
         )
 
     def _identify_mig(self, mig: Any, uuid: str, gpu: _GpuIdentity) -> _MigIdentity:
@@ -389,11 +400,49 @@ class NvmlReader:
         self._migs[uuid] = identity
         return identity
 
-    def _process_count(self, handle: Any, gpu_uuid: str) -> int | None:
-        processes = self._optional(
+    def _processes(
+        self, handle: Any, gpu_uuid: str, activity: Mapping[int, float] | None
+    ) -> dict[str, Any]:
+        """The `processes` and `process_list` fields of a device."""
+        found = self._optional(
             "processes", gpu_uuid, self._nvml.nvmlDeviceGetComputeRunningProcesses, handle
         )
-        return len(processes) if processes is not None else None
+        if found is None:
+            return {"processes": None, "process_list": ()}
+        kept = found[: self._max_processes_per_device]
+        if len(kept) < len(found):
+            self.dropped_series["processes_per_device"] += len(found) - len(kept)
+        listed = tuple(
+            ProcessStats(
+                pid=p.pid,
+                memory_used_bytes=p.usedGpuMemory,  # None where NVML cannot say (vGPU, WSL)
+                sm_active_ratio=None if activity is None else activity.get(p.pid, 0.0),
+            )
+            for p in kept
+        )
+        return {"processes": len(found), "process_list": listed}
+
+    def _process_activity(self, handle: Any, gpu_uuid: str) -> dict[int, float] | None:
+        """SM utilization per PID since the last collection; None where NVML cannot tell.
+
+        NVML answers NOT_FOUND when no process has a sample in that time: all are idle.
+        """
+        since = self._process_samples_seen.get(gpu_uuid, 0)
+        try:
+            samples = self._call(self._nvml.nvmlDeviceGetProcessUtilization, handle, since)
+        except pynvml.NVMLError as error:
+            if error.value == pynvml.NVML_ERROR_NOT_FOUND:
+                return {}
+            if error.value in _ABSENT_CODES:
+                self._first_time("process_utilization", gpu_uuid)
+                return None
+            raise
+        activity: dict[int, float] = {}
+        for sample in samples:  # several samples of one PID: keep the latest
+            activity[sample.pid] = min(max(sample.smUtil / 100, 0.0), 1.0)
+            since = max(since, sample.timeStamp)
+        self._process_samples_seen[gpu_uuid] = since
+        return activity
 
     def _gpm_activity(
         self, device: str, gpu_uuid: str, take_sample: Callable[..., Any], *args: Any

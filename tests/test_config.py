@@ -17,6 +17,15 @@ NON_DEFAULT: dict[str, tuple[str, object]] = {
     "node_name": ("gpu-node-7", "gpu-node-7"),
     "log_level": ("debug", "debug"),
     "log_format": ("json", "json"),
+    "kubelet_socket": ("/run/kubelet.sock", "/run/kubelet.sock"),
+    "kubelet_resources": ("nvidia.com/gpu, amd.com/gpu", "nvidia.com/gpu, amd.com/gpu"),
+    "kubernetes_api_url": ("https://10.96.0.1:443/", "https://10.96.0.1:443"),
+    "kubernetes_token_file": ("/var/token", "/var/token"),
+    "kubernetes_ca_file": ("/var/ca.crt", "/var/ca.crt"),
+    "tenant_rules": ("pod-label:team,namespace", "pod-label:team,namespace"),
+    "state_window": ("5m", 300.0),
+    "state_busy_threshold": ("0.2", 0.2),
+    "proc_root": ("/host/proc", "/host/proc"),
 }
 
 
@@ -69,6 +78,15 @@ def test_environment_variable_names() -> None:
         "--node.name": "GPUWORK_NODE_NAME",
         "--log.level": "GPUWORK_LOG_LEVEL",
         "--log.format": "GPUWORK_LOG_FORMAT",
+        "--kubelet.socket": "GPUWORK_KUBELET_SOCKET",
+        "--kubelet.resources": "GPUWORK_KUBELET_RESOURCES",
+        "--kubernetes.api-url": "GPUWORK_KUBERNETES_API_URL",
+        "--kubernetes.token-file": "GPUWORK_KUBERNETES_TOKEN_FILE",
+        "--kubernetes.ca-file": "GPUWORK_KUBERNETES_CA_FILE",
+        "--tenant.rules": "GPUWORK_TENANT_RULES",
+        "--state.window": "GPUWORK_STATE_WINDOW",
+        "--state.busy-threshold": "GPUWORK_STATE_BUSY_THRESHOLD",
+        "--proc.root": "GPUWORK_PROC_ROOT",
     }
 
 
@@ -291,3 +309,40 @@ def test_an_empty_node_name() -> None:
     message = settings_error({"node_name": ""})
 
     assert message.startswith("invalid --node.name='':")
+
+
+# -- attribution -------------------------------------------------------------------------------
+
+
+def test_attribution_defaults() -> None:
+    settings = settle()
+
+    assert settings.kubelet_socket == "/var/lib/kubelet/pod-resources/kubelet.sock"
+    assert settings.kubelet_resource_list == (
+        "nvidia.com/gpu", "nvidia.com/gpu.*", "nvidia.com/mig-*", "gpu.nvidia.com",
+    )  # fmt: skip
+    assert settings.kubernetes_api_url is None
+    assert [str(rule) for rule in settings.tenant_rule_list] == [
+        "namespace-label:gpuwork.io/tenant", "namespace",
+    ]  # fmt: skip
+    assert (settings.state_window, settings.state_busy_threshold) == (60.0, 0.05)
+    assert settings.proc_root == "/proc"
+
+
+def test_an_empty_kubelet_socket_turns_attribution_off() -> None:
+    assert settle({"kubelet_socket": ""}).kubelet_socket == ""
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({"tenant_rules": "label:team"}, "invalid --tenant.rules='label:team'"),
+        ({"tenant_rules": "namespace,pod-label:team"}, "invalid --tenant.rules="),
+        ({"kubelet_resources": " , "}, "invalid --kubelet.resources"),
+        ({"kubernetes_api_url": "10.96.0.1:443"}, "expected http(s)://host[:port]"),
+        ({"state_busy_threshold": "1.5"}, "invalid --state.busy-threshold='1.5'"),
+        ({"state_window": "0s"}, "invalid --state.window='0s'"),
+    ],
+)
+def test_bad_attribution_settings(given: dict[str, str | None], expected: str) -> None:
+    assert expected in settings_error(given)

@@ -14,15 +14,20 @@ import platform
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 import exporter.metrics
+from exporter.attribution import attribute
 from exporter.cli import build_registry
+from exporter.ledger import WasteLedger
 from exporter.metrics import SnapshotCollector, build_families
 from exporter.model import CollectorHealth, NodeSnapshot, NvmlReading
+from exporter.simulation.node import pod_pid, pod_uid
 from exporter.simulation.scenario import load_scenario
+from exporter.tenancy import DEFAULT_TENANT_RULES, parse_tenant_rules
 from tests.conftest import Sim, make_sim, scenario_from
 
 GOLDEN = Path(__file__).parent / "golden" / "small.prom"
@@ -39,8 +44,19 @@ def two_readings(sim: Sim, seconds: float = 10.0) -> tuple[NvmlReading, NvmlRead
     return first, second
 
 
+def attributed(sim: Sim, first: NvmlReading, second: NvmlReading) -> dict[str, Any]:
+    """Attribution and a ledger over the two readings, as the exporter would build them."""
+    kubelet, cluster = sim.node.kubelet_devices(sim.clock()), sim.node.cluster_view()
+    pids = {pod_pid(pod): pod_uid(pod) for pod in sim.node.scenario.pods}
+    rules = parse_tenant_rules(DEFAULT_TENANT_RULES)
+    book = WasteLedger(window=60.0, busy_threshold=0.05, max_step=30.0)
+    book.update(first, attribute(first, kubelet, cluster, rules, pids), sim.clock() - 10.0)
+    attribution = attribute(second, kubelet, cluster, rules, pids)
+    return {"attribution": attribution, "ledger": book.update(second, attribution, sim.clock())}
+
+
 def snapshot_of(
-    reading: NvmlReading | None, sim: Sim | None = None, node: str = "n1"
+    reading: NvmlReading | None, sim: Sim | None = None, node: str = "n1", **extra: Any
 ) -> NodeSnapshot:
     reader = sim.reader if sim else None
     return NodeSnapshot(
@@ -50,6 +66,7 @@ def snapshot_of(
         collectors={"nvml": CollectorHealth(reading is not None, 0.125, WALL_CLOCK)},
         errors_total={("nvml", k): v for k, v in sorted(reader.errors.items())} if reader else {},
         dropped_series_total=dict(reader.dropped_series) if reader else {},
+        **extra,
     )
 
 
@@ -74,8 +91,8 @@ def test_golden_exposition_of_the_small_scenario(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(exporter.metrics, "__version__", "0.0.0-golden")
     monkeypatch.setattr(platform, "python_version", lambda: "3.0.0-golden")
     sim = make_sim("small")
-    _, reading = two_readings(sim)
-    snapshot = snapshot_of(reading, sim, node="golden-node")
+    first, reading = two_readings(sim)
+    snapshot = snapshot_of(reading, sim, node="golden-node", **attributed(sim, first, reading))
 
     text = generate_latest(registry_of(snapshot)).decode()
 
@@ -93,8 +110,9 @@ def test_golden_exposition_of_the_small_scenario(monkeypatch: pytest.MonkeyPatch
 def test_the_golden_file_covers_every_family() -> None:
     """A family added to build_families without a golden update fails here too."""
     sim = make_sim("small")
-    _, reading = two_readings(sim)
-    names = {family.name for family in build_families(snapshot_of(reading, sim))}
+    first, reading = two_readings(sim)
+    snapshot = snapshot_of(reading, sim, **attributed(sim, first, reading))
+    names = {family.name for family in build_families(snapshot)}
     golden = GOLDEN.read_text()
 
     for name in names:

@@ -28,6 +28,8 @@ def test_built_ins_describe_the_promised_nodes() -> None:
     assert any(spec.replicas > 1 for spec in mixed.gpu_specs)
     assert any(spec.mig is None for spec in mixed.gpu_specs)
     assert len({spec.model for spec in mixed.gpu_specs}) >= 3
+    assert len({p.tenant for p in mixed.pods}) == 5
+    assert [(p.name, p.devices) for p in mixed.pods if p.dra] == [("batch-dra-0", ["5"])]
     assert set(BUILT_IN) == {"dense-h100", "mixed", "small"}
 
 
@@ -50,6 +52,26 @@ def test_a_path_works_in_place_of_a_name(tmp_path: Path) -> None:
          "devices: ['0/1']}]", "allocated as the whole GPU"),
         ("name: x\ngpus: [{model: H100-SXM5-80GB, mig: [3g.40gb, null]}]\npods: [{name: p, "
          "namespace: n, tenant: t, devices: ['0/1']}]", "no MIG instance in slot 1"),
+        ("name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, tenant: t, devices: ['0']}, "
+         "{name: q, namespace: n, tenant: u, devices: ['0']}]",
+         "namespace n: pod p names tenant 't' and pod q tenant 'u'; a namespace has one tenant"),
+        ("name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, tenant: t, devices: ['0']}, "
+         "{name: q, namespace: m, tenant: t, devices: ['0']}]",
+         "GPU 0 is held 2 times (p, q); a GPU without time-slicing goes to one pod"),
+        ("name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, tenant: t, "
+         "devices: ['0', '0']}]", "GPU 0 is held 2 times (p, p)"),
+        ("name: x\ngpus: [{model: L4, replicas: 2}]\npods: [{name: p, namespace: n, tenant: t, "
+         "devices: ['0', '0']}, {name: q, namespace: n, tenant: t, devices: ['0']}]",
+         "GPU 0 is held 3 times (p, p, q) but has 2 time-slicing replicas"),
+        ("name: x\ngpus: [{model: H100-SXM5-80GB, mig: [3g.40gb]}]\npods: [{name: p, "
+         "namespace: n, tenant: t, devices: ['0/0']}, {name: q, namespace: n, tenant: t, "
+         "devices: ['0/0']}]",
+         "MIG slot 0/0 is held 2 times (p, q); a MIG instance goes to one pod"),
+        ("name: x\ngpus: [{model: H100-SXM5-80GB, mig: [3g.40gb]}]\npods: [{name: p, "
+         "namespace: n, tenant: t, devices: ['0/0'], dra: true}]",
+         "pod p: `dra: true` takes whole GPUs without time-slicing; '0/0' is a MIG slot"),
+        ("name: x\ngpus: [{model: L4, replicas: 2}]\npods: [{name: p, namespace: n, tenant: t, "
+         "devices: ['0'], dra: true}]", "'0' is a time-sliced GPU"),
         ("name: x\ngpus: [{model: L4}]\nfaults: [{kind: meteor, at: 1}]", "faults.0"),
         ("name: x\ngpus: [{model: L4}]\nfaults: [{kind: driver_not_loaded, at: 5, until: 2}]",
          "`until` must come after `at`"),
@@ -87,3 +109,16 @@ def test_repeated_gpus_expand_in_order() -> None:
     from exporter.simulation.scenario import Scenario
 
     assert Scenario.model_validate(data).gpu_models == ["L4", "L4", "A100-SXM4-40GB"]
+
+
+def test_a_time_sliced_gpu_takes_as_many_references_as_replicas() -> None:
+    from exporter.simulation.scenario import Scenario
+
+    pods = [
+        {"name": "p", "namespace": "n", "tenant": "t", "devices": ["0", "0"]},
+        {"name": "q", "namespace": "m", "tenant": "t", "devices": ["0"], "dra": False},
+        {"name": "r", "namespace": "m", "tenant": "t", "devices": ["1"], "dra": True},
+    ]
+    gpus = [{"model": "L4", "replicas": 3}, {"model": "L4"}]
+    scenario = Scenario.model_validate({"name": "x", "gpus": gpus, "pods": pods})
+    assert [p.dra for p in scenario.pods] == [False, False, True]

@@ -18,14 +18,16 @@ Event waits never block: with nothing pending they answer TIMEOUT at once.
 from __future__ import annotations
 
 import ctypes
-import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import pynvml
 
-from exporter.simulation.node import MigInstance, SimulatedNode
+from exporter.simulation.loads import runs_process
+from exporter.simulation.node import MigInstance, SimulatedNode, pod_pid
+
+PROCESS_SAMPLE_BUFFER_SECONDS = 10.0  # how far back NVML's per-process samples reach
 
 
 def _fail(code: int) -> pynvml.NVMLError:
@@ -274,13 +276,34 @@ class SimulatedNvml:
         for s, instance in slots:
             for pod in self.node.device_processes(index, s):
                 info = pynvml.c_nvmlProcessInfo_t()
-                info.pid = 1000 + zlib.crc32(f"{pod.namespace}/{pod.name}".encode()) % 4_000_000
+                info.pid = pod_pid(pod)
                 info.usedGpuMemory = self.node.process_memory(index, s, now)
                 no_id = 0xFFFFFFFF  # what NVML reports outside MIG
                 info.gpuInstanceId = instance.gpu_instance_id if instance else no_id
                 info.computeInstanceId = instance.compute_instance_id if instance else no_id
                 processes.append(pynvml.nvmlStructToFriendlyObject(info))
         return processes
+
+    def nvmlDeviceGetProcessUtilization(self, handle: Any, timeStamp: int) -> list[Any]:  # noqa: N803
+        """Per-process SM utilization since `timeStamp` (µs), one sample per process.
+
+        Like NVML: NOT_SUPPORTED on MIG, NOT_FOUND when no process has a sample.
+        """
+        index, slot, now = self._any(handle)
+        if slot is not None or self._mig_enabled(index, now):
+            raise _fail(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        holders = [t for t in self.node.tenants_of(index, None) if runs_process(t.pod.load)]
+        if not holders:
+            raise _fail(pynvml.NVML_ERROR_NOT_FOUND)
+        since = max(timeStamp / 1e6, now - PROCESS_SAMPLE_BUFFER_SECONDS)
+        samples = []
+        for tenancy in holders:
+            sample = pynvml.c_nvmlProcessUtilizationSample_t()
+            sample.pid = pod_pid(tenancy.pod)
+            sample.timeStamp = round(now * 1e6)
+            sample.smUtil = round(min(self.node.pod_mean_activity(tenancy, since, now), 1.0) * 100)
+            samples.append(sample)
+        return samples
 
     def _instance(self, index: int, slot: int | None, now: float) -> MigInstance | None:
         layout = self.node.layout(index, now)

@@ -4,16 +4,25 @@
 (seconds since the node started): which GPUs and MIG instances exist, which are
 lost, what each device is doing and which faults have happened. The simulated
 NVML answers from it; tests compare the exporter's output with `devices(t)`.
+
+It also says what the node's other sources would: `kubelet_devices(t)` is the
+kubelet pod-resources answer (named as the NVIDIA device plugin and DRA driver name
+things), `cluster_view()` the pods and namespaces the Kubernetes API would list, and
+`exporter.simulation.proc` writes the `/proc/<pid>/cgroup` files that tie the
+engine processes NVML reports to their pods.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from types import MappingProxyType
 
+from exporter.model import ClusterView, ContainerDevices, KubeletDevices, NamespaceMeta, PodMeta
 from exporter.simulation.hardware import GPU_INSTANCE_IDS, GPU_MODELS, MIB, GpuModel, profile_slices
 from exporter.simulation.loads import (
     MODEL_MEMORY_FRACTION,
@@ -36,6 +45,16 @@ from exporter.simulation.scenario import (
 
 _UUID_NAMESPACE = uuid.UUID("5f1b7a6e-3c2d-4e8f-9a0b-1c2d3e4f5a6b")
 _HGX_BUSES = ("18", "2A", "3A", "5D", "9A", "AB", "BA", "DB")
+
+# How the NVIDIA device plugin and DRA driver name what they hand out.
+GPU_RESOURCE = "nvidia.com/gpu"  # a whole GPU; device id: its UUID
+SHARED_RESOURCE = "nvidia.com/gpu.shared"  # a time-sliced GPU (renamed); id: `<UUID>::<replica>`
+MIG_RESOURCE_PREFIX = "nvidia.com/mig-"  # + profile (mixed strategy); id: the MIG UUID
+DRA_DRIVER = "gpu.nvidia.com"  # the NVIDIA DRA driver; device name: `gpu-<index>`
+
+TENANT_LABEL = "gpuwork.io/tenant"  # the namespace label that names the tenant
+ENGINE_PORT_NAME, ENGINE_PORT = "http", 8000  # the container port an engine serves /metrics on
+POD_START_TIME = 1_764_000_000.0  # unix seconds: every simulated pod started then
 
 
 class ManualClock:
@@ -81,7 +100,8 @@ class DeviceTruth:
 @dataclass(frozen=True, slots=True)
 class _Tenancy:
     pod: PodSpec
-    share: int  # how many pods share the device
+    share: int  # how many pods share the device: time-slicing splits its time between them
+    replicas: tuple[int, ...]  # time-slicing replicas held; () on a device that is not sliced
 
 
 class SimulatedNode:
@@ -95,6 +115,8 @@ class SimulatedNode:
         self.models: list[GpuModel] = [GPU_MODELS[spec.model] for spec in self.specs]
         self._energy = [(0.0, 0.0) for _ in self.specs]  # (t, joules) per GPU
         self._layouts: dict[tuple[int, int], tuple[MigInstance | None, ...]] = {}
+        # MIG generation per MIG GPU -> the kubelet's answer then
+        self._kubelet_answers: dict[tuple[int, ...], KubeletDevices] = {}
 
     # -- identity ------------------------------------------------------------------
 
@@ -200,13 +222,22 @@ class SimulatedNode:
 
     @cached_property
     def _tenancies(self) -> dict[tuple[int, int | None], list[_Tenancy]]:
-        holders: dict[tuple[int, int | None], list[PodSpec]] = {}
+        """Holders per device, in scenario order; replicas are numbered in that order too."""
+        refs: dict[tuple[int, int | None], dict[str, list[int]]] = {}
+        pods: dict[str, PodSpec] = {}
         for pod in self.scenario.pods:
+            pods[_pod_key(pod)] = pod
             for ref in pod.devices:
-                holders.setdefault(parse_device_ref(ref), []).append(pod)
-        return {
-            device: [_Tenancy(pod, len(pods)) for pod in pods] for device, pods in holders.items()
-        }
+                held = refs.setdefault(parse_device_ref(ref), {})
+                held.setdefault(_pod_key(pod), []).append(sum(map(len, held.values())))
+        tenancies = {}
+        for (index, slot), held in refs.items():
+            sliced = slot is None and self.specs[index].replicas > 1
+            tenancies[(index, slot)] = [
+                _Tenancy(pods[key], len(held), tuple(replicas) if sliced else ())
+                for key, replicas in held.items()
+            ]
+        return tenancies
 
     def tenants_of(self, index: int, slot: int | None) -> list[_Tenancy]:
         return self._tenancies.get((index, slot), [])
@@ -236,6 +267,15 @@ class SimulatedNode:
             for m in layout
             if m is not None
         )
+
+    def pod_mean_activity(self, tenancy: _Tenancy, t0: float, t1: float) -> float:
+        """What one holder's own processes do on its device: its slice of the device's time."""
+        pod = tenancy.pod
+        return mean_activity(pod.load, _pod_key(pod), self.scenario.seed, t0, t1) / tenancy.share
+
+    def holding_share(self, index: int, tenancy: _Tenancy) -> float:
+        """The share of the device a holder was given: replicas held / replicas advertised."""
+        return len(tenancy.replicas) / self.specs[index].replicas if tenancy.replicas else 1.0
 
     def device_processes(self, index: int, slot: int | None) -> list[PodSpec]:
         return [ten.pod for ten in self.tenants_of(index, slot) if runs_process(ten.pod.load)]
@@ -272,6 +312,122 @@ class SimulatedNode:
         model = self.models[index]
         load = min(self.gpu_mean_activity(index, t, t), 1.0)
         return model.idle_watts + (model.max_watts - model.idle_watts) * load
+
+    # -- what the kubelet and the Kubernetes API say ---------------------------------
+
+    @cached_property
+    def _mig_gpus(self) -> tuple[int, ...]:
+        return tuple(i for i, spec in enumerate(self.specs) if spec.mig is not None)
+
+    @cached_property
+    def _dra_gpus(self) -> frozenset[int]:
+        return frozenset(
+            parse_device_ref(ref)[0] for pod in self.scenario.pods if pod.dra for ref in pod.devices
+        )
+
+    def kubelet_devices(self, t: float) -> KubeletDevices:
+        """What the kubelet's pod-resources List and GetAllocatableResources say at time t.
+
+        Only MIG layouts change over time, so an answer is built once per combination of
+        re-partitions seen. A lost GPU stays allocated and allocatable: the kubelet does
+        not know it is gone.
+        """
+        generations = tuple(self.layout_generation(i, t) for i in self._mig_gpus)
+        answer = self._kubelet_answers.get(generations)
+        if answer is None:  # one per re-partition at most, as time only moves forward
+            answer = self._kubelet_answers[generations] = self._kubelet_answer(t)
+        return answer
+
+    def _kubelet_answer(self, t: float) -> KubeletDevices:
+        allocated: list[ContainerDevices] = []
+        for pod in self.scenario.pods:
+            ids: dict[str, list[str]] = {}
+            for resource, device_id in self._pod_device_ids(pod, t):
+                ids.setdefault(resource, []).append(device_id)
+            allocated.extend(
+                ContainerDevices(pod.namespace, pod.name, pod.container, resource,
+                                 tuple(device_ids), dynamic=pod.dra)
+                for resource, device_ids in ids.items()
+            )  # fmt: skip
+        allocatable: dict[str, list[str]] = {}
+        for index, gpu_uuid in enumerate(self.gpu_uuids):
+            layout = self.layout(index, t)
+            replicas = self.specs[index].replicas
+            if index in self._dra_gpus:
+                continue  # DRA devices live in ResourceSlices, not in GetAllocatableResources
+            if layout is not None:
+                for m in layout:
+                    if m is not None:
+                        allocatable.setdefault(MIG_RESOURCE_PREFIX + m.profile, []).append(m.uuid)
+            elif replicas > 1:
+                shared = allocatable.setdefault(SHARED_RESOURCE, [])
+                shared.extend(f"{gpu_uuid}::{r}" for r in range(replicas))
+            else:
+                allocatable.setdefault(GPU_RESOURCE, []).append(gpu_uuid)
+        return KubeletDevices(
+            allocated=tuple(allocated),
+            allocatable=MappingProxyType({r: tuple(ids) for r, ids in allocatable.items()}),
+        )
+
+    def _pod_device_ids(self, pod: PodSpec, t: float) -> list[tuple[str, str]]:
+        """(resource, device id) for each device a pod holds at time t, in its own order."""
+        held = []
+        for index, slot in dict.fromkeys(map(parse_device_ref, pod.devices)):
+            if pod.dra:
+                held.append((DRA_DRIVER, f"gpu-{index}"))
+            elif slot is not None:  # the slot's instance now; none after a re-partition: nothing
+                layout = self.layout(index, t) or ()
+                instance = layout[slot] if slot < len(layout) else None
+                if instance is not None:
+                    held.append((MIG_RESOURCE_PREFIX + instance.profile, instance.uuid))
+            elif self.specs[index].replicas > 1:
+                (tenancy,) = [
+                    ten
+                    for ten in self.tenants_of(index, None)
+                    if _pod_key(ten.pod) == _pod_key(pod)
+                ]
+                held.extend(
+                    (SHARED_RESOURCE, f"{self.gpu_uuids[index]}::{r}") for r in tenancy.replicas
+                )
+            else:
+                held.append((GPU_RESOURCE, self.gpu_uuids[index]))
+        return held
+
+    def cluster_view(self) -> ClusterView:
+        """The node's pods and their namespaces, as a synced API server watch holds them."""
+        return self._cluster_view
+
+    @cached_property
+    def _cluster_view(self) -> ClusterView:
+        empty: MappingProxyType[str, str] = MappingProxyType({})
+        engine_ports = MappingProxyType({ENGINE_PORT_NAME: ENGINE_PORT})
+        no_ports: MappingProxyType[str, int] = MappingProxyType({})
+        pods = {
+            (pod.namespace, pod.name): PodMeta(
+                uid=pod_uid(pod),
+                namespace=pod.namespace,
+                name=pod.name,
+                labels=MappingProxyType(dict(pod.labels)),
+                annotations=empty,
+                container_ports=engine_ports if pod.engine else no_ports,
+                phase="Running",
+                pod_ip=pod_ip(i),
+                start_time=POD_START_TIME,
+            )
+            for i, pod in enumerate(self.scenario.pods)
+        }
+        namespaces = {
+            pod.namespace: NamespaceMeta(
+                pod.namespace, MappingProxyType({TENANT_LABEL: pod.tenant})
+            )
+            for pod in self.scenario.pods
+        }
+        return ClusterView(
+            pods=MappingProxyType(pods),
+            namespaces=MappingProxyType(namespaces),
+            synced=True,
+            stale=False,
+        )
 
     # -- ground truth --------------------------------------------------------------
 
@@ -322,4 +478,42 @@ def _pod_key(pod: PodSpec) -> str:
     return f"{pod.namespace}/{pod.name}"
 
 
-__all__ = ["DeviceTruth", "LoadProfile", "ManualClock", "MigInstance", "SimulatedNode"]
+def pod_uid(pod: PodSpec) -> str:
+    """The pod's Kubernetes UID: stable across runs."""
+    return str(uuid.uuid5(_UUID_NAMESPACE, f"pod/{_pod_key(pod)}"))
+
+
+def pod_pid(pod: PodSpec) -> int:
+    """The host PID of the pod's engine process: stable across runs."""
+    return 1000 + zlib.crc32(_pod_key(pod).encode()) % 4_000_000
+
+
+def pod_ip(index: int) -> str:
+    """The IP of the scenario's pod number `index`: its own loopback address.
+
+    127.0.1.1, 127.0.1.2, … 127.0.1.254, then 127.0.2.1 and so on: host parts 0 and 255
+    are skipped. An engine's fake server listens there, as a pod's would on its own IP.
+    """
+    block, host = divmod(index, 254)
+    block += 1
+    if index < 0 or block > 0xFFFF:
+        raise ValueError(f"no loopback address for pod number {index}")
+    return f"127.{block >> 8}.{block & 0xFF}.{host + 1}"
+
+
+__all__ = [
+    "DRA_DRIVER",
+    "GPU_RESOURCE",
+    "MIG_RESOURCE_PREFIX",
+    "POD_START_TIME",
+    "SHARED_RESOURCE",
+    "TENANT_LABEL",
+    "DeviceTruth",
+    "LoadProfile",
+    "ManualClock",
+    "MigInstance",
+    "SimulatedNode",
+    "pod_ip",
+    "pod_pid",
+    "pod_uid",
+]

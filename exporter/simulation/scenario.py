@@ -81,6 +81,9 @@ class PodSpec(_Strict):
     engine: Literal["vllm", "sglang", "tgi", "trtllm"] | None = "vllm"
     model: str = "meta-llama/Llama-3.1-8B-Instruct"
     load: LoadProfile = LoadProfile.BUSY
+    dra: bool = Field(
+        False, description="allocated by the NVIDIA DRA driver instead of the device plugin"
+    )
 
     @field_validator("devices")
     @classmethod
@@ -187,6 +190,14 @@ class Scenario(_Strict):
                     raise ValueError(
                         f"pod {pod.name}: GPU {gpu} has no MIG instance in slot {slot}"
                     )
+                if pod.dra and (slot is not None or specs[gpu].replicas > 1):
+                    what = "a MIG slot" if slot is not None else "a time-sliced GPU"
+                    raise ValueError(
+                        f"pod {pod.name}: `dra: true` takes whole GPUs without time-slicing; "
+                        f"{ref!r} is {what}"
+                    )
+        self._check_tenants()
+        self._check_holders(specs)
         for fault in self.faults:
             if hasattr(fault, "gpu") and fault.gpu >= len(specs):
                 raise ValueError(f"{fault.kind} fault: no GPU {fault.gpu}")
@@ -197,6 +208,45 @@ class Scenario(_Strict):
             if isinstance(fault, DriverNotLoadedFault) and fault.until <= fault.at:
                 raise ValueError("driver_not_loaded fault: `until` must come after `at`")
         return self
+
+    def _check_tenants(self) -> None:
+        """A namespace has one tenant: the exporter reads it from a namespace label."""
+        tenants: dict[str, PodSpec] = {}
+        for pod in self.pods:
+            first = tenants.setdefault(pod.namespace, pod)
+            if first.tenant != pod.tenant:
+                raise ValueError(
+                    f"namespace {pod.namespace}: pod {first.name} names tenant {first.tenant!r} "
+                    f"and pod {pod.name} tenant {pod.tenant!r}; a namespace has one tenant "
+                    "(the simulated node labels each namespace with its tenant)"
+                )
+
+    def _check_holders(self, specs: Sequence[GpuSpec]) -> None:
+        """A device goes to as many pod references as it has replicas: one unless time-sliced."""
+        holders: dict[tuple[int, int | None], list[str]] = {}
+        for pod in self.pods:
+            for ref in pod.devices:
+                holders.setdefault(parse_device_ref(ref), []).append(pod.name)
+        for (gpu, slot), pods in holders.items():
+            ref = f"{gpu}" if slot is None else f"{gpu}/{slot}"
+            replicas = specs[gpu].replicas if slot is None else 1
+            if len(pods) <= replicas:
+                continue
+            named = ", ".join(pods)
+            if slot is not None:
+                raise ValueError(
+                    f"MIG slot {ref} is held {len(pods)} times ({named}); "
+                    "a MIG instance goes to one pod"
+                )
+            if replicas == 1:
+                raise ValueError(
+                    f"GPU {ref} is held {len(pods)} times ({named}); a GPU without "
+                    "time-slicing goes to one pod (set `replicas` to share it)"
+                )
+            raise ValueError(
+                f"GPU {ref} is held {len(pods)} times ({named}) but has {replicas} "
+                "time-slicing replicas"
+            )
 
 
 def load_scenario(name_or_path: str) -> Scenario:

@@ -1,0 +1,535 @@
+"""Tests of exporter/kube.py against a real kube-apiserver v1.20 and etcd on loopback.
+
+Nothing in the API is mocked: the watcher lists and watches a real API server, with the
+exporter's own token and `deploy/rbac.yaml` applied (RBAC is the only authorizer). The
+control plane starts once per session (see tests/kube_cluster.py). Two tests do not need
+it: `in_cluster_api`, and malformed input, which a real API server never sends, so a
+tiny HTTP server on loopback plays a broken one there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+import structlog
+from aiohttp import web
+from structlog.testing import LogCapture
+
+from exporter.kube import (
+    MAX_ANNOTATIONS,
+    ClusterWatcher,
+    KubeApi,
+    in_cluster_api,
+    pod_meta,
+)
+from exporter.model import ClusterView
+from tests.kube_cluster import (
+    RBAC_YAML,
+    ClusterUnavailableError,
+    KubeAdmin,
+    KubeCluster,
+    KubeError,
+)
+
+WAIT = 15.0  # bound on every wait below; never reached when the code is right
+POD_LABELS = frozenset({"team", "app.kubernetes.io/name"})
+NAMESPACE_LABELS = frozenset({"tenant"})
+START_TIME = "2024-05-01T12:00:00Z"
+START_UNIX = 1714564800.0
+
+
+# -- fixtures and helpers ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def kube() -> Iterator[KubeCluster]:
+    try:
+        cluster = KubeCluster.start()
+    except ClusterUnavailableError as err:
+        if os.environ.get("CI"):
+            pytest.fail(f"the Kubernetes test cluster is unavailable in CI: {err}")
+        pytest.skip(f"no kube-apiserver/etcd here (`make kube-apiserver`): {err}")
+    try:
+        asyncio.run(_apply_rbac(cluster))
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+async def _apply_rbac(cluster: KubeCluster) -> None:
+    async with KubeAdmin(cluster.url, cluster.ca_file, cluster.admin_token) as admin:
+        await admin.apply(RBAC_YAML)
+
+
+@pytest.fixture
+async def admin(kube: KubeCluster) -> AsyncIterator[KubeAdmin]:
+    async with KubeAdmin(kube.url, kube.ca_file, kube.admin_token) as client:
+        yield client
+
+
+@pytest.fixture
+def exporter_api(kube: KubeCluster) -> KubeApi:
+    """The primary API server as the exporter sees it: its own token, the server's CA."""
+    token = kube.write_token(f"exporter-{uuid.uuid4().hex[:6]}", kube.exporter_token)
+    return KubeApi(kube.url, token_file=token, ca_file=kube.ca_file)
+
+
+@pytest.fixture
+def logs() -> Iterator[LogCapture]:
+    """Every structlog event, whatever another test configured (level, caching)."""
+    saved = structlog.get_config()
+    capture = LogCapture()
+    structlog.configure(
+        processors=[capture],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        cache_logger_on_first_use=False,
+    )
+    try:
+        yield capture
+    finally:
+        structlog.configure(**saved)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def watcher_for(api: KubeApi, node: str, **kwargs: Any) -> ClusterWatcher:
+    options: dict[str, Any] = {
+        "pod_label_keys": POD_LABELS,
+        "namespace_label_keys": NAMESPACE_LABELS,
+        "backoff_initial": 0.05,
+        "backoff_max": 0.5,
+    }
+    options.update(kwargs)
+    return ClusterWatcher(api, node, **options)
+
+
+@contextlib.asynccontextmanager
+async def running(watcher: ClusterWatcher) -> AsyncIterator[ClusterWatcher]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(watcher.run(stop))
+    try:
+        yield watcher
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, WAIT)  # raises whatever crashed the watcher
+
+
+async def eventually(predicate: Callable[[], bool], what: str, within: float = WAIT) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:.0f} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def pod_names(view: ClusterView) -> set[tuple[str, str]]:
+    return set(view.pods)
+
+
+async def run_status(admin: KubeAdmin, namespace: str, name: str, ip: str) -> None:
+    await admin.patch_pod_status(
+        namespace,
+        name,
+        {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "startTime": START_TIME},
+    )
+
+
+# -- in_cluster_api (no cluster needed) --------------------------------------------------------
+
+
+def test_in_cluster_api(tmp_path: Path) -> None:
+    assert in_cluster_api({}) is None
+    assert in_cluster_api({"KUBERNETES_SERVICE_HOST": "10.96.0.1"}) is None
+
+    env = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    assert in_cluster_api(env, str(tmp_path)) == KubeApi("https://10.96.0.1:443", None, None)
+
+    (tmp_path / "token").write_text("t0k3n\n")
+    (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    api = in_cluster_api(env, str(tmp_path))
+    assert api == KubeApi(
+        "https://10.96.0.1:443", str(tmp_path / "token"), str(tmp_path / "ca.crt")
+    )
+
+    v6 = {"KUBERNETES_SERVICE_HOST": "fd00:10:96::1", "KUBERNETES_SERVICE_PORT": "6443"}
+    assert in_cluster_api(v6, str(tmp_path / "absent")) == KubeApi("https://[fd00:10:96::1]:6443")
+    with pytest.raises(ValueError, match="KUBERNETES_SERVICE_PORT"):
+        in_cluster_api({**env, "KUBERNETES_SERVICE_PORT": "https"})
+
+
+# -- against the real API server ---------------------------------------------------------------
+
+
+@pytest.mark.integration
+async def test_initial_sync_keeps_only_this_nodes_pods(
+    admin: KubeAdmin, exporter_api: KubeApi
+) -> None:
+    node, other = unique("node"), unique("node")
+    ns = unique("team")
+    await admin.create_namespace(ns, {"tenant": "acme", "unrelated": "x"})
+    await admin.create_pod(ns, "here-1", node, labels={"team": "ml"})
+    await admin.create_pod(ns, "here-2", node)
+    await admin.create_pod(ns, "elsewhere", other)
+    await run_status(admin, ns, "here-1", "10.1.2.3")
+
+    watcher = watcher_for(exporter_api, node)
+    assert watcher.view().synced is False
+    async with running(watcher):
+        await eventually(lambda: watcher.view().synced, "the first lists")
+        view = watcher.view()
+        assert pod_names(view) == {(ns, "here-1"), (ns, "here-2")}
+        assert view.stale is False
+        pod = view.pods[(ns, "here-1")]
+        assert (pod.namespace, pod.name, pod.phase, pod.pod_ip) == (
+            ns,
+            "here-1",
+            "Running",
+            "10.1.2.3",
+        )
+        assert pod.start_time == START_UNIX
+        assert pod.uid and dict(pod.labels) == {"team": "ml"}
+        assert view.pods[(ns, "here-2")].phase == "Pending"
+        assert view.pods[(ns, "here-2")].start_time is None
+        assert dict(view.namespaces[ns].labels) == {"tenant": "acme"}
+        assert "default" in view.namespaces and "kube-system" in view.namespaces
+        assert watcher.last_sync_timestamp is not None
+        assert not watcher.errors
+
+
+@pytest.mark.integration
+async def test_labels_annotations_and_ports_are_filtered_and_capped(
+    admin: KubeAdmin, exporter_api: KubeApi
+) -> None:
+    node, ns = unique("node"), unique("ns")
+    await admin.create_namespace(ns)
+    annotations = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "8000",
+        "prometheus.io/path": "/" + "m" * 2000,  # the API server allows long annotations
+        "example.com/secret-ish": "dropped",
+        **{f"prometheus.io/zz-extra-{i:02}": "v" for i in range(MAX_ANNOTATIONS)},  # sort last
+    }
+    labels = {"team": "t" * 63, "app.kubernetes.io/name": "vllm", "pod-template-hash": "abc"}
+    ports: list[tuple[str | None, int]] = [("metrics", 8000), ("http", 8080), (None, 9000)]
+    await admin.create_pod(ns, "engine", node, labels=labels, annotations=annotations, ports=ports)
+
+    watcher = watcher_for(exporter_api, node)
+    async with running(watcher):
+        await eventually(lambda: (ns, "engine") in watcher.view().pods, "the pod")
+        pod = watcher.view().pods[(ns, "engine")]
+    assert dict(pod.labels) == {"team": "t" * 63, "app.kubernetes.io/name": "vllm"}
+    assert dict(pod.container_ports) == {"metrics": 8000, "http": 8080}
+    assert len(pod.annotations) == MAX_ANNOTATIONS
+    assert all(key.startswith("prometheus.io/") for key in pod.annotations)
+    assert pod.annotations["prometheus.io/path"] == "/" + "m" * 252  # capped at 253
+    assert pod.annotations["prometheus.io/port"] == "8000"
+    assert isinstance(pod.labels, MappingProxyType)
+
+
+def test_caps_apply_to_values_the_api_server_would_never_send() -> None:
+    """Label values over 63 characters: a hostile or broken server; the cap still holds."""
+    obj = {
+        "metadata": {
+            "uid": "u",
+            "namespace": "n",
+            "name": "p",
+            "labels": {"team": "x" * 10_000, **{f"l{i}": "y" for i in range(1000)}},
+            "annotations": {"prometheus.io/port": "9" * 10_000},
+        },
+        "spec": {
+            "containers": [{"ports": [{"name": f"p{i}", "containerPort": i} for i in range(1000)]}]
+        },
+    }
+    pod = pod_meta(obj, frozenset({"team"}))
+    assert dict(pod.labels) == {"team": "x" * 63}
+    assert len(pod.annotations["prometheus.io/port"]) == 253
+    assert len(pod.container_ports) == 64
+
+
+@pytest.mark.integration
+async def test_add_modify_and_delete_through_the_watch(
+    admin: KubeAdmin, exporter_api: KubeApi
+) -> None:
+    node, ns = unique("node"), unique("ns")
+    await admin.create_namespace(ns)
+    watcher = watcher_for(exporter_api, node)
+    async with running(watcher):
+        await eventually(lambda: watcher.view().synced, "the first lists")
+        assert watcher.view().pods == {}
+        assert watcher.view() is watcher.view()  # nothing changed: no rebuild
+
+        await admin.create_pod(ns, "p", node, labels={"team": "a"})
+        await eventually(lambda: (ns, "p") in watcher.view().pods, "ADDED")
+        assert watcher.view().pods[(ns, "p")].phase == "Pending"
+
+        await run_status(admin, ns, "p", "10.9.8.7")
+        await eventually(lambda: watcher.view().pods[(ns, "p")].pod_ip == "10.9.8.7", "status")
+        assert watcher.view().pods[(ns, "p")].phase == "Running"
+
+        await admin.patch_pod(ns, "p", {"metadata": {"labels": {"team": "b"}}})
+        await eventually(lambda: watcher.view().pods[(ns, "p")].labels == {"team": "b"}, "label")
+
+        # A change to something the exporter does not keep leaves the view as it is.
+        before, events = watcher.view(), watcher.events
+        await admin.patch_pod(ns, "p", {"metadata": {"labels": {"unkept": "1"}}})
+        await eventually(lambda: watcher.events > events, "the MODIFIED event")
+        assert watcher.view() is before
+        with pytest.raises(TypeError):
+            before.pods[(ns, "q")] = before.pods[(ns, "p")]  # type: ignore[index]
+
+        await admin.delete_pod(ns, "p")
+        await eventually(lambda: (ns, "p") not in watcher.view().pods, "DELETED")
+    assert not watcher.errors
+
+
+@pytest.mark.integration
+async def test_namespace_label_changes_and_deletion(
+    admin: KubeAdmin, exporter_api: KubeApi
+) -> None:
+    ns = unique("ns")
+    watcher = watcher_for(exporter_api, unique("node"))
+    async with running(watcher):
+        await eventually(lambda: watcher.view().synced, "the first lists")
+        await admin.create_namespace(ns, {"tenant": "a"})
+        await eventually(lambda: ns in watcher.view().namespaces, "the new namespace")
+        await admin.patch_namespace_labels(ns, {"tenant": "b"})
+        await eventually(lambda: watcher.view().namespaces[ns].labels == {"tenant": "b"}, "b")
+        await admin.patch_namespace_labels(ns, {"tenant": None})
+        await eventually(lambda: watcher.view().namespaces[ns].labels == {}, "label removed")
+        await admin.delete_namespace(ns)
+        await eventually(lambda: ns not in watcher.view().namespaces, "namespace deleted")
+
+
+@pytest.mark.integration
+async def test_an_expired_resource_version_relists(kube: KubeCluster) -> None:
+    """410 Gone for real: etcd compacts past the watcher's resourceVersion.
+
+    The watcher talks to the API server without a watch cache, so each re-WATCH (every
+    1-2 s here) goes to etcd, which answers the compacted version with 410.
+    """
+    server = kube.uncached
+    token = kube.write_token(unique("exporter"), kube.exporter_token)
+    api = KubeApi(server.url, token_file=token, ca_file=server.ca_file)
+    node, ns = unique("node"), unique("ns")
+    async with KubeAdmin(server.url, server.ca_file, kube.admin_token) as admin:
+        await admin.create_namespace(ns)
+        await admin.create_pod(ns, "old", node)
+        watcher = watcher_for(api, node, watch_timeout=1.0)
+        async with running(watcher):
+            await eventually(lambda: watcher.view().synced, "the first lists")
+            # Writes the watcher does not see (another node) move etcd on; then compact.
+            # (Two writes: etcd keeps the compaction revision itself.)
+            for name in ("elsewhere-1", "elsewhere-2"):
+                await admin.create_pod(ns, name, unique("node"))
+            await asyncio.to_thread(kube.etcd.compact)
+            await eventually(lambda: watcher.errors["gone"] > 0, "410 Gone")
+            await eventually(lambda: not watcher.view().stale, "the re-list")
+            await admin.create_pod(ns, "new", node)
+            await admin.delete_pod(ns, "old")
+            await eventually(lambda: pod_names(watcher.view()) == {(ns, "new")}, "new, not old")
+            assert watcher.view().stale is False
+    assert set(watcher.errors) == {"gone"}
+
+
+@pytest.mark.integration
+async def test_api_server_restart(
+    kube: KubeCluster, admin: KubeAdmin, exporter_api: KubeApi, logs: LogCapture
+) -> None:
+    node, ns = unique("node"), unique("ns")
+    await admin.create_namespace(ns)
+    for name in ("stays", "deleted-while-down"):
+        await admin.create_pod(ns, name, node)
+    watcher = watcher_for(exporter_api, node)
+    async with running(watcher):
+        await eventually(lambda: len(watcher.view().pods) == 2, "both pods")
+
+        await asyncio.to_thread(kube.primary.stop, 0)  # a crash: SIGKILL
+        await eventually(lambda: watcher.view().stale, "stale while the API server is down")
+        assert pod_names(watcher.view()) == {(ns, "stays"), (ns, "deleted-while-down")}
+        assert watcher.view().synced
+
+        # Another API server of the same cluster changes things meanwhile.
+        server = kube.uncached
+        async with KubeAdmin(server.url, server.ca_file, kube.admin_token) as other:
+            await other.delete_pod(ns, "deleted-while-down")
+            await other.create_pod(ns, "created-while-down", node)
+        await eventually(lambda: watcher.errors["unreachable"] >= 6, "a few retries")
+        await asyncio.to_thread(kube.primary.start)
+
+        await eventually(lambda: not watcher.view().stale, "recovery")
+        assert pod_names(watcher.view()) == {(ns, "stays"), (ns, "created-while-down")}
+    # One warning and one info line for the outage, however many retries it took. (A
+    # starting API server may answer 403 until its RBAC cache is filled: logged once.)
+    assert all(e["component"] == "exporter.kube" for e in logs.entries)
+    warnings = [e["event"] for e in logs.entries if e["log_level"] == "warning"]
+    assert warnings == ["Kubernetes API unreachable; keeping the last known pods"]
+    infos = [e["event"] for e in logs.entries if e["log_level"] == "info"]
+    assert infos == ["Kubernetes API reachable again; pods re-listed"]
+    errors = [e for e in logs.entries if e["log_level"] == "error"]
+    assert all("forbidden" in e["event"] for e in errors) and len(errors) <= 2
+    assert watcher.errors["unreachable"] >= 6
+
+
+@pytest.mark.integration
+async def test_rbac_forbidden_until_the_binding_exists(
+    kube: KubeCluster, admin: KubeAdmin, logs: LogCapture
+) -> None:
+    node, ns = unique("node"), unique("ns")
+    await admin.create_namespace(ns)
+    await admin.create_pod(ns, "p", node)
+    binding = ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "gpuwork-exporter")
+    await admin.delete_manifest_object(*binding)
+    # A rotated token is picked up: first a stale one, then the real one.
+    token_name = unique("rotating")
+    token = kube.write_token(token_name, "not-a-valid-token")
+    api = KubeApi(kube.url, token_file=token, ca_file=kube.ca_file)
+    watcher = watcher_for(api, node)
+    try:
+        async with running(watcher):
+            await eventually(lambda: watcher.errors["unauthorized"] > 0, "401 Unauthorized")
+            assert watcher.view().stale and not watcher.view().synced
+            kube.write_token(token_name, kube.exporter_token)
+            await eventually(lambda: watcher.errors["forbidden"] > 0, "403 Forbidden")
+            assert watcher.view().stale and not watcher.view().synced
+            await admin.apply(RBAC_YAML)
+            await eventually(lambda: watcher.view().synced, "the lists, once allowed")
+            await eventually(lambda: not watcher.view().stale, "not stale")
+            assert pod_names(watcher.view()) == {(ns, "p")}
+    finally:
+        await admin.apply(RBAC_YAML)
+    errors = [e for e in logs.entries if e["log_level"] == "error"]
+    forbidden = [e["event"] for e in errors if "forbidden" in e["event"]]
+    assert forbidden, errors
+    assert all("get/list/watch on pods and namespaces" in event for event in forbidden)
+    assert len(forbidden) <= 2  # once per resource, not once per retry
+
+
+@pytest.mark.integration
+async def test_the_exporter_role_is_read_only(kube: KubeCluster) -> None:
+    async with KubeAdmin(kube.url, kube.ca_file, kube.exporter_token) as exporter:
+        await exporter.request("GET", "/api/v1/namespaces")
+        await exporter.request("GET", "/api/v1/pods", params={"fieldSelector": "spec.nodeName=x"})
+        for method, path, body in [
+            ("GET", "/api/v1/secrets", None),
+            ("GET", "/api/v1/configmaps", None),
+            ("POST", "/api/v1/namespaces", {"metadata": {"name": "nope"}}),
+            ("DELETE", "/api/v1/namespaces/default/pods/x", None),
+        ]:
+            with pytest.raises(KubeError) as raised:
+                await exporter.request(method, path, body)
+            assert raised.value.status == 403, (method, path)
+
+
+@pytest.mark.integration
+async def test_churn_of_a_thousand_pods(admin: KubeAdmin, exporter_api: KubeApi) -> None:
+    node, ns = unique("node"), unique("ns")
+    await admin.create_namespace(ns)
+    watcher = watcher_for(exporter_api, node)
+    count = 1000
+    gate = asyncio.Semaphore(48)
+
+    async def each(action: Callable[[str], Any]) -> None:
+        async def one(i: int) -> None:
+            async with gate:
+                await action(f"pod-{i:04}")
+
+        await asyncio.gather(*(one(i) for i in range(count)))
+
+    async with running(watcher):
+        await eventually(lambda: watcher.view().synced, "the first lists")
+        baseline = len(watcher.view().pods)
+        empty_size = sys.getsizeof(watcher._pods.store)
+        await each(lambda name: admin.create_pod(ns, name, node, labels={"team": "churn"}))
+        await eventually(lambda: len(watcher.view().pods) == baseline + count, "1000 pods")
+        await each(lambda name: admin.delete_pod(ns, name))
+        await eventually(lambda: len(watcher.view().pods) == baseline, "none left")
+        assert watcher.events >= 2 * count
+        assert watcher._pods.store == {}
+        assert sys.getsizeof(watcher._pods.store) <= empty_size  # the table was given back
+        assert not watcher.errors and not watcher.view().stale
+
+
+# -- a broken server (a real one never sends these) --------------------------------------------
+
+
+async def test_malformed_lines_and_objects_are_counted_and_skipped() -> None:
+    good = {"metadata": {"uid": "u1", "namespace": "n", "name": "good", "resourceVersion": "5"}}
+    missing = {"metadata": {"namespace": "n", "resourceVersion": "6"}}  # no name, no uid
+    watch_lines = [
+        b"this is not json",
+        json.dumps({"type": "ADDED", "object": missing}).encode(),
+        json.dumps({"type": "ADDED", "object": "a string"}).encode(),
+        json.dumps({"type": "SURPRISE", "object": good}).encode(),
+        json.dumps(
+            {
+                "type": "ADDED",
+                "object": {
+                    **good,
+                    "metadata": {
+                        **good["metadata"],
+                        "name": "late",
+                        "uid": "u2",
+                        "resourceVersion": "7",
+                    },
+                },
+            }
+        ).encode(),
+        b"[1, 2",
+    ]
+    served, closing = asyncio.Event(), asyncio.Event()
+
+    async def pods(request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch") != "true":
+            return web.json_response(
+                {"metadata": {"resourceVersion": "4"}, "items": [good, missing, 42]}
+            )
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"\n".join(watch_lines) + b"\n")
+        served.set()
+        await closing.wait()
+        return response
+
+    async def namespaces(request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch") != "true":
+            return web.json_response({"metadata": {"resourceVersion": "4"}, "items": []})
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await closing.wait()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/api/v1/pods", pods)
+    app.router.add_get("/api/v1/namespaces", namespaces)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        watcher = watcher_for(KubeApi(f"http://127.0.0.1:{port}"), "node")
+        async with running(watcher):
+            await eventually(lambda: ("n", "late") in watcher.view().pods, "the good event")
+            await served.wait()
+            await eventually(lambda: watcher.errors["decode"] == 7, "every bad line counted")
+            view = watcher.view()
+            assert pod_names(view) == {("n", "good"), ("n", "late")}
+            assert view.synced and not view.stale
+            assert set(watcher.errors) == {"decode"}
+    finally:
+        closing.set()
+        await runner.cleanup()

@@ -258,6 +258,14 @@ def test_the_exporter_serves_a_simulated_node_and_stops_on_sigterm() -> None:
         assert len(devices) == 4
         assert {s.labels["node"] for s in devices} == {"sim-small"}
         assert families["gpuwork_nvml_up"].samples[0].value == 1
+        # attribution end to end: the simulated node's pods through its fake kubelet
+        held = {(s.labels["pod"], s.labels["tenant"], s.value)
+                for s in families["gpuwork_device_allocation"].samples}  # fmt: skip
+        assert held == {("chat-0", "chat", 1.0), ("search-0", "search", 1.0),
+                        ("search-1", "search", 1.0)}  # fmt: skip
+        success = {s.labels["collector"]: s.value
+                   for s in families["gpuwork_collector_success"].samples}  # fmt: skip
+        assert success == {"nvml": 1.0, "podresources": 1.0}
         assert "process_cpu_seconds" in families  # the full registry, not only the snapshot
 
         process.send_signal(signal.SIGTERM)

@@ -11,6 +11,7 @@ from exporter.config import FLAGS
 from exporter.metrics import SnapshotCollector
 from exporter.model import CollectorHealth, NodeSnapshot
 from tests.conftest import make_sim, scenario_from
+from tests.test_metrics import attributed
 
 ROOT = Path(__file__).parent.parent
 
@@ -18,19 +19,23 @@ ROOT = Path(__file__).parent.parent
 def served_names() -> set[str]:
     """Every gpuwork_ sample name the exporter can serve, from a run with every series."""
     faults = [{"kind": "xid", "at": 2, "gpu": 0, "xid": 13}]
+    pods = [{"name": "p", "namespace": "n", "tenant": "t", "devices": ["0"]}]
     sim = make_sim(
-        scenario_from({"name": "t", "gpus": [{"model": "H100-SXM5-80GB"}], "faults": faults})
-    )
+        scenario_from({"name": "t", "gpus": [{"model": "H100-SXM5-80GB"}], "pods": pods,
+                       "faults": faults})
+    )  # fmt: skip
     sim.reader.start()
-    sim.reader.read()
+    first = sim.reader.read()
     sim.clock.advance(5)
+    second = sim.reader.read()
     snapshot = NodeSnapshot(
         node="n",
         nvml_up=True,
-        nvml=sim.reader.read(),
+        nvml=second,
         collectors={"nvml": CollectorHealth(True, 0.1, 1.0)},
         errors_total={("nvml", "timeout"): 1},
         dropped_series_total={"xid_cap": 1},
+        **attributed(sim, first, second),
     )
     collector = SnapshotCollector()
     collector.update(snapshot)

@@ -18,8 +18,9 @@ Forms, as the NVIDIA projects write them:
   still read as the whole GPU with NVML index n.
 - The DRA driver (`gpu.nvidia.com`) names whole GPUs `gpu-<n>`: n is the device
   minor number (`/dev/nvidia<n>`) since release v25.3.0, the NVML index before.
-  Minor and index agree on most nodes but need not; pass the minor numbers to
-  `DeviceIndex.of` to be exact. Its MIG names (`gpu-<minor>-mig-<gi profile id>-
+  Minor and index agree on most nodes but need not; the reader reads the minor
+  number (`GpuStats.minor_number`), and the index stands in only where NVML
+  cannot give it. Its MIG names (`gpu-<minor>-mig-<gi profile id>-
   <start>-<size>`, since v25.12 `gpu-<minor>-mig-<profile>-<gi profile id>-<start>`)
   carry a placement that `DeviceStats` does not keep, so they are not resolved.
 - Any id that embeds exactly one GPU or MIG UUID resolves by that UUID.
@@ -90,11 +91,9 @@ class DeviceIndex:
         self._by_dra = dict(by_dra)  # the n of DRA's `gpu-<n>` -> whole-GPU device
 
     @classmethod
-    def of(
-        cls, reading: NvmlReading, *, minor_numbers: Mapping[str, int] | None = None
-    ) -> DeviceIndex:
-        """Indexes a reading. `minor_numbers` (GPU UUID -> device minor) makes DRA's
-        `gpu-<n>` exact; without it the NVML index stands in for the minor number."""
+    def of(cls, reading: NvmlReading) -> DeviceIndex:
+        """Indexes a reading. DRA's `gpu-<n>` is the GPU's device minor number; where NVML
+        could not give it, the NVML index stands in (they agree on most nodes)."""
         devices: set[str] = set()
         by_uuid: dict[str, str] = {}
         by_placement: dict[tuple[str, int, int], str] = {}
@@ -107,10 +106,8 @@ class DeviceIndex:
                 by_uuid[_normal_key(stats.device)] = stats.device
                 if stats.device == gpu.uuid and gpu.mig_mode != MigMode.ENABLED:
                     by_index[gpu.index] = stats.device
-                    if minor_numbers is None:
-                        by_dra[gpu.index] = stats.device
-                    elif gpu.uuid in minor_numbers:
-                        by_dra[minor_numbers[gpu.uuid]] = stats.device
+                    minor = gpu.minor_number
+                    by_dra[gpu.index if minor is None else minor] = stats.device
                 elif stats.gpu_instance_id is not None and stats.compute_instance_id is not None:
                     gi, ci = stats.gpu_instance_id, stats.compute_instance_id
                     by_placement[(_normal_key(gpu.uuid), gi, ci)] = stats.device

@@ -63,6 +63,7 @@ class GpuStats:
     pci_bus_id: str
     mig_mode: MigMode
     lost: bool = False
+    minor_number: int | None = None  # /dev/nvidia<N>; the NVIDIA DRA driver's `gpu-<N>`
     power_watts: float | None = None
     energy_joules: float | None = None
     gpu_temperature_celsius: float | None = None

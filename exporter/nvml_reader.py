@@ -86,6 +86,7 @@ class _GpuIdentity:
     pci_bus_id: str
     max_mig_devices: int
     gpm_supported: bool
+    minor_number: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,12 +226,14 @@ class NvmlReader:
         pci = self._optional("pci_info", uuid, nvml.nvmlDeviceGetPciInfo, handle)
         max_mig = self._optional("mig_max", uuid, nvml.nvmlDeviceGetMaxMigDeviceCount, handle)
         gpm = self._optional("gpm_support", uuid, nvml.nvmlGpmQueryDeviceSupport, handle)
+        minor = self._optional("minor_number", uuid, nvml.nvmlDeviceGetMinorNumber, handle)
         identity = _GpuIdentity(
             uuid=uuid,
             model_name=_text(self._call(nvml.nvmlDeviceGetName, handle)),
             pci_bus_id=_text(pci.busId) if pci is not None else "",
             max_mig_devices=max_mig or 0,
             gpm_supported=bool(gpm is not None and gpm.isSupportedDevice),
+            minor_number=minor,
         )
         if self._event_set is not None:
             self._optional(
@@ -275,6 +278,7 @@ class NvmlReader:
             model_name=gpu.model_name,
             pci_bus_id=gpu.pci_bus_id,
             mig_mode=mig_mode,
+            minor_number=gpu.minor_number,
             power_watts=power_mw / 1000 if power_mw is not None else None,
             energy_joules=energy_mj / 1000 if energy_mj is not None else None,
             gpu_temperature_celsius=temp,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from exporter.device_ids import DeviceIndex, ResolvedId
@@ -135,17 +137,19 @@ def test_devices_are_whole_gpus_and_mig_instances() -> None:
     assert INDEX.devices == frozenset({WHOLE, MIG_A, MIG_B, OTHER})
 
 
-def test_minor_numbers_name_dra_gpus() -> None:
-    index = DeviceIndex.of(READING, minor_numbers={WHOLE: 3, OTHER: 0})
+def test_dra_names_gpus_by_their_minor_number_where_nvml_gives_it() -> None:
+    swapped = NvmlReading(
+        "550.54.15",
+        tuple(
+            dataclasses.replace(gpu, minor_number=minor)
+            for gpu, minor in zip(READING.gpus, (3, None, None, 0), strict=True)
+        ),
+        0,
+    )
+    index = DeviceIndex.of(swapped)
     assert index.resolve("gpu-3") == ResolvedId(WHOLE, None)
     assert index.resolve("gpu-0") == ResolvedId(OTHER, None)
     assert index.resolve("0") == ResolvedId(WHOLE, None)  # a bare index stays the NVML index
-
-
-def test_minor_numbers_leave_unlisted_gpus_unnamed() -> None:
-    index = DeviceIndex.of(READING, minor_numbers={WHOLE: 0})
-    assert index.resolve("gpu-3") is None
-    assert index.resolve(OTHER) == ResolvedId(OTHER, None)
 
 
 def test_empty_reading() -> None:

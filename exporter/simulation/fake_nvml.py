@@ -177,6 +177,9 @@ class SimulatedNvml:
             return f"{self.node.models[handle.index].name} MIG {instance.profile}"
         return self.node.models[self._gpu(handle)[0]].name
 
+    def nvmlDeviceGetMinorNumber(self, handle: Any) -> int:
+        return self._gpu(handle)[0]  # /dev/nvidia<index>, as on most nodes
+
     def nvmlDeviceGetPciInfo(self, handle: Any) -> pynvml.nvmlPciInfo_t:
         index, _ = self._gpu(handle)
         info = pynvml.nvmlPciInfo_t()

@@ -90,7 +90,9 @@ def attribute(
         per_pod = _per_pod_processes(device, pid_pods, uid_pods) if shared else None
         for key, share in sorted(holders.items()):
             if per_pod is None:
-                processes, activity = device.processes or 0, device.sm_active_ratio
+                # NVML that cannot list processes (None) must not read as "no process"
+                known = device.processes
+                processes, activity = 1 if known is None else known, device.sm_active_ratio
             else:
                 processes, activity = per_pod.get(key, (0, None))
             if activity is not None:

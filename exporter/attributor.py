@@ -1,8 +1,8 @@
-"""Runs attribution once per collection: kubelet, /proc, the join and the ledger.
+"""Runs attribution once per collection: kubelet, /proc and the join.
 
 The blocking half of attribution, called in the collection's worker thread right after
-NVML has been read. It owns what lives across collections: the kubelet client, the
-last allocations it answered, and the waste ledger.
+NVML has been read. It owns what lives across collections: the kubelet client and the
+last allocations it answered.
 
 When the kubelet fails, the last allocations it gave are used for `keep_last` seconds
 (a kubelet restart takes seconds, and pods do not lose their devices meanwhile); past
@@ -20,14 +20,12 @@ import structlog
 
 from exporter.attribution import attribute, gpu_pids
 from exporter.kubelet import KubeletUnavailable, PodResourcesClient
-from exporter.ledger import WasteLedger
 from exporter.model import (
     Attribution,
     ClusterView,
     CollectorHealth,
     KubeletDevices,
     NvmlReading,
-    StateLedger,
 )
 from exporter.processes import ProcessPods
 from exporter.tenancy import TenantRule
@@ -41,7 +39,6 @@ log = structlog.get_logger(component="exporter.attribution")
 @dataclass(frozen=True, slots=True)
 class AttributionResult:
     attribution: Attribution | None
-    ledger: StateLedger | None
     kubelet: CollectorHealth
     errors: Mapping[tuple[str, str], int]  # (collector, kind) -> count since start
     dropped_series: Mapping[str, int]  # copied here: the worker thread owns the counters
@@ -55,7 +52,6 @@ class Attributor:
         kubelet: PodResourcesClient,
         processes: ProcessPods,
         rules: Sequence[TenantRule],
-        ledger: WasteLedger,
         *,
         keep_last: float,
         monotonic: Callable[[], float] = time.monotonic,
@@ -64,7 +60,6 @@ class Attributor:
         self._kubelet = kubelet
         self._processes = processes
         self._rules = tuple(rules)
-        self._ledger = ledger
         self._keep_last = keep_last
         self._monotonic = monotonic
         self._wall_clock = wall_clock
@@ -81,14 +76,13 @@ class Attributor:
             duration_seconds=self._monotonic() - started,
             last_success_timestamp=self._last_success_wall,
         )
-        attribution = ledger = None
+        attribution = None
         if devices is not None:
             pid_pods = self._processes.pod_uids(gpu_pids(reading))
             attribution = attribute(reading, devices, cluster, self._rules, pid_pods)
-            ledger = self._ledger.update(reading, attribution, started)
         errors = {(PODRESOURCES, kind): n for kind, n in self.errors.items()}
         errors |= {(PROCESSES, kind): n for kind, n in self._processes.errors.items()}
-        return AttributionResult(attribution, ledger, health, errors, dict(self._kubelet.dropped))
+        return AttributionResult(attribution, health, errors, dict(self._kubelet.dropped))
 
     def close(self) -> None:
         self._kubelet.close()

@@ -26,6 +26,8 @@ from exporter import __version__
 from exporter.attributor import Attributor
 from exporter.collection import Collection
 from exporter.config import FLAGS, Settings, SettingsError, load_settings
+from exporter.engines.scraper import EngineScraper
+from exporter.engines.source import EngineSource
 from exporter.kube import ClusterWatcher, KubeApi, in_cluster_api
 from exporter.kubelet import PodResourcesClient
 from exporter.ledger import WasteLedger
@@ -99,8 +101,10 @@ async def pod_sources(
     settings: Settings, nvml: Any, node: str, stop: asyncio.Event
 ) -> AsyncIterator[PodSources | None]:
     """The real node's sources, or the simulated node serving its own: a fake kubelet on a
-    temporary socket, a temporary /proc and the scenario's metadata."""
+    temporary socket, a temporary /proc, the scenario's metadata, and its engines as HTTP
+    servers on loopback addresses."""
     if settings.simulate is not None:
+        from exporter.simulation.engines import SimulatedEngines
         from exporter.simulation.fake_kubelet import FakeKubelet
         from exporter.simulation.proc import write_proc_root
 
@@ -112,7 +116,8 @@ async def pod_sources(
             kubelet = FakeKubelet(socket_path, lambda: simulated.kubelet_devices(simulated.clock()))
             kubelet.start()
             try:
-                yield PodSources(socket_path, str(proc), cluster=simulated.cluster_view)
+                async with SimulatedEngines(simulated):
+                    yield PodSources(socket_path, str(proc), cluster=simulated.cluster_view)
             finally:
                 kubelet.stop()
         return
@@ -151,10 +156,22 @@ def build_attributor(settings: Settings, sources: PodSources) -> Attributor:
                            resources=settings.kubelet_resource_list),
         ProcessPods(sources.proc_root),
         settings.tenant_rule_list,
-        WasteLedger(window=settings.state_window, busy_threshold=settings.state_busy_threshold,
-                    max_step=MAX_STEP_INTERVALS * settings.collect_interval),
         keep_last=KUBELET_KEEP_LAST_SECONDS,
     )  # fmt: skip
+
+
+def build_ledger(settings: Settings) -> WasteLedger:
+    return WasteLedger(window=settings.state_window, busy_threshold=settings.state_busy_threshold,
+                       max_step=MAX_STEP_INTERVALS * settings.collect_interval)  # fmt: skip
+
+
+def build_engines(settings: Settings) -> EngineSource | None:
+    if not settings.engines_scrape:
+        return None
+    return EngineSource(
+        EngineScraper(timeout=settings.engines_timeout, max_bytes=settings.engines_max_bytes),
+        histograms=settings.engines_histograms,
+    )
 
 
 async def serve(settings: Settings, nvml: Any, node: str) -> None:
@@ -173,8 +190,11 @@ async def _serve(
         publish=snapshots.update,
         timeout=settings.collect_timeout,
         attributor=build_attributor(settings, sources) if sources else None,
+        ledger=build_ledger(settings) if sources else None,
+        engines=build_engines(settings) if sources else None,
         cluster=sources.cluster if sources else lambda: None,
         cluster_errors=sources.cluster_errors if sources else Counter,
+        prices=settings.gpu_prices,
     )
     runner = web.AppRunner(make_app(build_registry(snapshots), lambda: collection.ready),
                            access_log=None)  # fmt: skip

@@ -14,14 +14,24 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import structlog
 
 from exporter.attributor import AttributionResult, Attributor
-from exporter.model import ClusterView, CollectorHealth, NodeSnapshot, NvmlReading
+from exporter.cost import hourly_costs
+from exporter.engines.source import EngineSource
+from exporter.ledger import WasteLedger
+from exporter.model import (
+    ClusterView,
+    CollectorHealth,
+    NodeSnapshot,
+    NvmlReading,
+    PodWork,
+    StateLedger,
+)
 from exporter.nvml_reader import NvmlDownError, NvmlReader
 
 log = structlog.get_logger(component="exporter.collection")
@@ -31,6 +41,7 @@ T = TypeVar("T")
 NVML = "nvml"
 PODRESOURCES = "podresources"
 KUBERNETES = "kubernetes"
+ENGINES = "engines"
 INITIAL_BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 60.0
 
@@ -46,15 +57,22 @@ class Collection:
         publish: Callable[[NodeSnapshot], None],
         timeout: float,
         attributor: Attributor | None = None,
+        ledger: WasteLedger | None = None,
+        engines: EngineSource | None = None,
         cluster: Callable[[], ClusterView | None] = lambda: None,
         cluster_errors: Callable[[], Counter[str]] = Counter,
+        prices: Sequence[tuple[str, float]] = (),
         monotonic: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._reader = reader
         self._attributor = attributor
+        self._ledger = ledger
+        self._engines = engines
+        self._engines_health: CollectorHealth | None = None
         self._cluster = cluster
         self._cluster_errors = cluster_errors
+        self._prices = tuple(prices)
         self._node = node
         self._publish = publish
         self._timeout = timeout
@@ -96,9 +114,16 @@ class Collection:
             self._last_success = self._wall_clock()
         cluster = self._cluster()
         attributed = await self._attribute(reading, cluster)
+        work: tuple[PodWork, ...] = ()
+        ledger = None
+        if reading is not None and attributed is not None and attributed.attribution is not None:
+            work = await self._scrape_engines(attributed, cluster)
+            if self._ledger is not None:
+                worked = {(w.namespace, w.pod): w.worked for w in work if w.up}
+                ledger = self._ledger.update(reading, attributed.attribution, started, worked)
         snapshot = self._snapshot(reading, CollectorHealth(reading is not None, duration,
                                                            self._last_success),
-                                  attributed, cluster)  # fmt: skip
+                                  attributed, cluster, ledger, work)  # fmt: skip
         self._publish(snapshot)
         self.collections += 1
         return snapshot
@@ -112,6 +137,8 @@ class Collection:
             await self._in_worker(self._reader.stop)
             if self._attributor is not None:
                 await self._in_worker(self._attributor.close)
+        if self._engines is not None:
+            await self._engines.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _read_nvml(self) -> NvmlReading | None:
@@ -159,6 +186,21 @@ class Collection:
         self._attributed = result
         return result
 
+    async def _scrape_engines(
+        self, attributed: AttributionResult, cluster: ClusterView | None
+    ) -> tuple[PodWork, ...]:
+        if self._engines is None or attributed.attribution is None:
+            return ()
+        try:
+            work, self._engines_health = await self._engines.collect(
+                attributed.attribution, cluster
+            )
+        except Exception:  # a bug in the engine side must not cost the device metrics
+            self._errors["engines_internal"] += 1
+            log.exception("engine scraping failed")
+            return ()
+        return work
+
     async def _try_start(self) -> bool:
         now = self._monotonic()
         if now < self._next_start_attempt:
@@ -193,6 +235,8 @@ class Collection:
         health: CollectorHealth,
         attributed: AttributionResult | None,
         cluster: ClusterView | None,
+        ledger: StateLedger | None = None,
+        work: tuple[PodWork, ...] = (),
     ) -> NodeSnapshot:
         errors = {(NVML, kind): n for kind, n in (self._reader_errors + self._errors).items()}
         collectors = {NVML: health}
@@ -202,6 +246,10 @@ class Collection:
             errors |= self._attributed.errors
             dropped.update(self._attributed.dropped_series)
         errors |= {(KUBERNETES, kind): n for kind, n in self._cluster_errors().items()}
+        if self._engines is not None:
+            if self._engines_health is not None:
+                collectors[ENGINES] = self._engines_health
+            errors |= {(ENGINES, kind): n for kind, n in self._engines.errors.items()}
         return NodeSnapshot(
             node=self._node,
             nvml_up=self._nvml_up,
@@ -210,6 +258,8 @@ class Collection:
             errors_total=errors,
             dropped_series_total=dict(dropped),
             attribution=attributed.attribution if attributed else None,
-            ledger=attributed.ledger if attributed else None,
+            ledger=ledger,
             metadata_stale=cluster is not None and cluster.stale,
+            work=work,
+            device_hourly_cost=hourly_costs(reading, self._prices) if reading else {},
         )

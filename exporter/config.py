@@ -50,8 +50,15 @@ class Settings(BaseModel):
     state_window: float = Field(60.0, ge=1, le=86400)
     state_busy_threshold: float = Field(0.05, ge=0, le=1)
     proc_root: str = "/proc"
+    engines_scrape: bool = True
+    engines_timeout: float = Field(2.0, ge=0.05, le=60)
+    engines_max_bytes: int = Field(8 << 20, ge=1024, le=256 << 20)
+    engines_histograms: bool = True
+    cost_gpu_hourly: str = ""  # pattern=price,...; empty: no cost series
 
-    @field_validator("collect_interval", "collect_timeout", "state_window", mode="before")
+    @field_validator(
+        "collect_interval", "collect_timeout", "state_window", "engines_timeout", mode="before"
+    )
     @classmethod
     def _duration(cls, value: object) -> object:
         return parse_duration(value) if isinstance(value, str) else value
@@ -67,6 +74,17 @@ class Settings(BaseModel):
     def _rules(cls, value: str) -> str:
         parse_tenant_rules(value)
         return value
+
+    @field_validator("cost_gpu_hourly")
+    @classmethod
+    def _prices(cls, value: str) -> str:
+        parse_prices(value)
+        return value
+
+    @field_validator("engines_max_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> object:
+        return parse_size(value) if isinstance(value, str) else value
 
     @field_validator("kubelet_resources")
     @classmethod
@@ -102,6 +120,43 @@ class Settings(BaseModel):
     @property
     def kubelet_resource_list(self) -> tuple[str, ...]:
         return resource_patterns(self.kubelet_resources)
+
+    @property
+    def gpu_prices(self) -> tuple[tuple[str, float], ...]:
+        return parse_prices(self.cost_gpu_hourly)
+
+
+_SIZE = re.compile(r"^(\d+)(B|KiB|MiB|GiB)?$")
+_SIZE_UNITS = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+
+
+def parse_size(text: str) -> int:
+    """`8MiB`, `512KiB`, `1048576` -> bytes."""
+    match = _SIZE.match(text.strip())
+    if not match:
+        raise ValueError("expected a size such as 512KiB, 8MiB or 1048576")
+    return int(match[1]) * _SIZE_UNITS[match[2]]
+
+
+def parse_prices(text: str) -> tuple[tuple[str, float], ...]:
+    """`*H100*=4.10,*A100*=2.20` -> ((pattern, hourly price), ...), first match wins.
+
+    Patterns are fnmatch globs over NVML's GPU model name (`NVIDIA H100 80GB HBM3`)."""
+    prices = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        pattern, sep, price = part.rpartition("=")
+        try:
+            value = float(price)
+        except ValueError:
+            value = -1.0
+        if not sep or not pattern.strip() or not value >= 0 or value == float("inf"):
+            raise ValueError(
+                f"{part!r}: expected MODEL_PATTERN=PRICE_PER_GPU_HOUR, such as *H100*=4.10"
+            )
+        prices.append((pattern.strip(), value))
+    return tuple(prices)
 
 
 def resource_patterns(text: str) -> tuple[str, ...]:
@@ -169,6 +224,19 @@ FLAGS: Sequence[Flag] = (
         "mean SM activity (0-1) at or above which a device counts as busy (0.05)",
     ),
     Flag("--proc.root", "proc_root", "host /proc, to map GPU process PIDs to pods (/proc)"),
+    Flag("--engines.scrape", "engines_scrape", "scrape inference engines in GPU pods (true)"),
+    Flag("--engines.timeout", "engines_timeout", "longest one engine scrape may take (2s)"),
+    Flag("--engines.max-bytes", "engines_max_bytes", "largest engine /metrics body read (8MiB)"),
+    Flag(
+        "--engines.histograms",
+        "engines_histograms",
+        "re-export engines' TTFT and inter-token latency histograms (true)",
+    ),
+    Flag(
+        "--cost.gpu-hourly",
+        "cost_gpu_hourly",
+        "price of a whole GPU per hour, by model: *H100*=4.10,*A100*=2.20 (none)",
+    ),
 )
 
 

@@ -5,7 +5,10 @@ state, judged over a trailing window so that a single quiet interval does not fl
 a serving pod to idle:
 
 - `allocated_no_process`: none of the pod's processes runs on the device now;
-- `busy`: its activity, averaged over the window (weighted by interval length), is at
+- an inference engine pod that could be scraped is `busy` when its engine served a
+  token or ran a request in the window, else `allocated_idle`, whatever the SM
+  counter says: tokens are the work, kernels are not;
+- otherwise `busy`: its activity, averaged over the window (weighted by interval length), is at
   or above the busy threshold; a device with no activity signal (A100 MIG) counts a
   running process as busy, because idleness cannot be proven from it;
 - `allocated_idle`: a process runs, below the threshold.
@@ -24,9 +27,16 @@ series start at 0 rather than missing its first increment.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from exporter.model import Attribution, DeviceState, Holding, NvmlReading, StateLedger
+from exporter.model import (
+    Attribution,
+    DeviceState,
+    Holding,
+    NvmlReading,
+    StateLedger,
+    StateSignal,
+)
 
 _HOLDER_STATES = (DeviceState.ALLOCATED_NO_PROCESS, DeviceState.ALLOCATED_IDLE, DeviceState.BUSY)
 _RANK = {state: rank for rank, state in enumerate((DeviceState.UNALLOCATED, *_HOLDER_STATES))}
@@ -45,10 +55,22 @@ class WasteLedger:
         self._max_step = max_step
         self._last: float | None = None
         self._samples: dict[_Holder, deque[tuple[float, float, float]]] = {}  # (t, weight, act)
+        self._worked: dict[_Holder, deque[tuple[float, bool]]] = {}  # (t, engine worked)
         self._seconds: dict[_Key, float] = {}
 
-    def update(self, reading: NvmlReading, attribution: Attribution, now: float) -> StateLedger:
-        """Charges the interval since the previous update; returns states and totals."""
+    def update(
+        self,
+        reading: NvmlReading,
+        attribution: Attribution,
+        now: float,
+        engine_work: Mapping[tuple[str, str], bool | None] | None = None,
+    ) -> StateLedger:
+        """Charges the interval since the previous update; returns states and totals.
+
+        `engine_work`: per (namespace, pod), whether its engine served a token or ran a
+        request since the last update; None or absent where no engine was scraped."""
+        engine_work = engine_work or {}
+        signals = dict(attribution.signals)
         step = 0.0 if self._last is None else min(max(now - self._last, 0.0), self._max_step)
         self._last = now
         fractions = {
@@ -62,7 +84,12 @@ class WasteLedger:
                 continue
             holder = (holding.device, holding.tenant, holding.namespace, holding.pod)
             live.add(holder)
-            state = self._judge(holder, holding, now, step)
+            worked = engine_work.get((holding.namespace, holding.pod))
+            if worked is not None and holding.processes > 0:
+                state = self._judge_engine(holder, worked, now)
+                signals[holding.device] = StateSignal.ENGINE
+            else:
+                state = self._judge(holder, holding, now, step)
             if _RANK[state] > _RANK[states[holding.device]]:
                 states[holding.device] = state
             held[holding.device] += holding.share
@@ -75,7 +102,7 @@ class WasteLedger:
             live.add(nobody)
             self._charge(_key(nobody, DeviceState.UNALLOCATED), step * fraction * free)
         self._forget(live)
-        return StateLedger(device_states=states, seconds=dict(self._seconds))
+        return StateLedger(device_states=states, signals=signals, seconds=dict(self._seconds))
 
     def _judge(self, holder: _Holder, holding: Holding, now: float, step: float) -> DeviceState:
         if holding.processes == 0:
@@ -89,14 +116,22 @@ class WasteLedger:
         mean = _weighted_mean(samples)
         return DeviceState.BUSY if mean >= self._busy_threshold else DeviceState.ALLOCATED_IDLE
 
+    def _judge_engine(self, holder: _Holder, worked: bool, now: float) -> DeviceState:
+        window = self._worked.setdefault(holder, deque())
+        window.append((now, worked))
+        while window[0][0] <= now - self._window:
+            window.popleft()
+        return DeviceState.BUSY if any(w for _, w in window) else DeviceState.ALLOCATED_IDLE
+
     def _charge(self, key: _Key, seconds: float) -> None:
         self._seconds[key] = self._seconds.get(key, 0.0) + seconds
 
     def _forget(self, live: set[_Holder]) -> None:
         for key in [k for k in self._seconds if (k[0], *k[2:]) not in live]:
             del self._seconds[key]
-        for holder in [h for h in self._samples if h not in live]:
-            del self._samples[holder]
+        for windows in (self._samples, self._worked):
+            for holder in [h for h in windows if h not in live]:
+                del windows[holder]
 
 
 def _key(holder: _Holder, state: DeviceState) -> _Key:

@@ -11,7 +11,12 @@ import platform
 from collections.abc import Iterable, Iterator, Sequence
 
 import pynvml
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from exporter import __version__
@@ -54,6 +59,7 @@ def build_families(snapshot: NodeSnapshot) -> list[Metric]:
         *_gpu_families(snapshot),
         *_device_families(snapshot),
         *_attribution_families(snapshot),
+        *_work_families(snapshot),
     ]
 
 
@@ -264,7 +270,8 @@ def _attribution_families(snapshot: NodeSnapshot) -> Iterator[Metric]:
     if attribution is not None:
         for a in attribution.allocations:
             allocation.add_metric([a.device, a.namespace, a.pod, a.container, a.tenant], a.share)
-        for device, used in sorted(attribution.signals.items()):
+        judged = snapshot.ledger.signals if snapshot.ledger else attribution.signals
+        for device, used in sorted(judged.items()):
             for option in StateSignal:
                 signal.add_metric([device, option], 1 if option is used else 0)
         if attribution.host_pids is not None:
@@ -296,6 +303,89 @@ def _attribution_families(snapshot: NodeSnapshot) -> Iterator[Metric]:
     )
     stale.add_metric([], 1 if snapshot.metadata_stale else 0)
     yield stale
+
+
+_POD = ("namespace", "pod", "tenant", "engine")
+_MODEL = ("namespace", "pod", "tenant", "model", "engine")
+
+
+def _work_families(snapshot: NodeSnapshot) -> Iterator[Metric]:
+    tokens = _counter(
+        "gpuwork_tokens",
+        "Tokens the pod's engine processed, continuous across engine restarts.",
+        (*_MODEL, "type"),
+    )
+    up = _gauge("gpuwork_engine_up", "1 when the engine's last scrape succeeded.", _POD)
+    cold = _gauge(
+        "gpuwork_engine_cold_start_seconds",
+        "Seconds from the pod's start to its engine's first served token.",
+        _POD,
+    )
+    gauges = {
+        "requests_running": _gauge(
+            "gpuwork_engine_requests_running", "Requests the engine is running.", _MODEL
+        ),
+        "requests_waiting": _gauge(
+            "gpuwork_engine_requests_waiting", "Requests waiting in the engine's queue.", _MODEL
+        ),
+        "kv_cache_usage_ratio": _gauge(
+            "gpuwork_engine_kv_cache_usage_ratio", "Share of the KV cache in use, 0-1.", _MODEL
+        ),
+    }
+    counters = {
+        "requests_finished_total": _counter(
+            "gpuwork_engine_requests_finished", "Requests the engine finished.", _MODEL
+        ),
+        "preemptions_total": _counter(
+            "gpuwork_engine_preemptions", "Requests the engine preempted.", _MODEL
+        ),
+    }
+    histograms = {
+        "time_to_first_token_seconds": HistogramMetricFamily(
+            "gpuwork_engine_time_to_first_token_seconds",
+            "Time to first token, as the engine measures it (its own buckets).",
+            labels=_MODEL,
+        ),
+        "inter_token_latency_seconds": HistogramMetricFamily(
+            "gpuwork_engine_inter_token_latency_seconds",
+            "Time between output tokens, as the engine measures it (its own buckets).",
+            labels=_MODEL,
+        ),
+    }
+    for pod in snapshot.work:
+        ids = [pod.namespace, pod.pod, pod.tenant, pod.engine]
+        up.add_metric(ids, 1 if pod.up else 0)
+        if pod.cold_start_seconds is not None:
+            cold.add_metric(ids, pod.cold_start_seconds)
+        for m in pod.models:
+            labels = [pod.namespace, pod.pod, pod.tenant, m.model, pod.engine]
+            tokens.add_metric([*labels, "prompt"], m.prompt_tokens_total)
+            tokens.add_metric([*labels, "generation"], m.generation_tokens_total)
+            for attribute, gauge in gauges.items():
+                if (value := getattr(m, attribute)) is not None:
+                    gauge.add_metric(labels, value)
+            for attribute, counter in counters.items():
+                if (value := getattr(m, attribute)) is not None:
+                    counter.add_metric(labels, value)
+            for attribute, histogram in histograms.items():
+                h = getattr(m, attribute)
+                if h is not None:
+                    buckets = [(_bound(le), count) for le, count in h.buckets]
+                    histogram.add_metric(labels, buckets, h.sum)
+    yield from (tokens, up, cold, *gauges.values(), *counters.values(), *histograms.values())
+
+    cost = _gauge(
+        "gpuwork_device_hourly_cost",
+        "Price of the device per hour: its GPU model's price * its GPU fraction.",
+        ("device",),
+    )
+    for device, price in sorted(snapshot.device_hourly_cost.items()):
+        cost.add_metric([device], price)
+    yield cost
+
+
+def _bound(le: float) -> str:
+    return "+Inf" if le == float("inf") else repr(float(le))
 
 
 class SnapshotCollector(Collector):

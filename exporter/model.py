@@ -157,6 +157,7 @@ class StateSignal(StrEnum):
     ACTIVITY = "activity"  # the device's own SM activity (GPM or utilization)
     PROCESS_ACTIVITY = "process_activity"  # each holder's own processes (shared device)
     PROCESSES = "processes"  # no activity signal (A100 MIG): a running process counts as busy
+    ENGINE = "engine"  # the pod's inference engine: tokens served or requests running
     DEVICE_FALLBACK = "device_fallback"  # shared, but PIDs cannot be mapped to pods
 
 
@@ -201,9 +202,76 @@ class StateLedger:
     """The waste ledger after one collection: states now and seconds counted since start."""
 
     device_states: Mapping[str, DeviceState]  # device -> its state now
+    signals: Mapping[str, StateSignal]  # device -> what its state was judged from
     # (device, state, tenant, namespace, pod) -> GPU-fraction-weighted seconds since start;
     # the unallocated remainder of a device has empty tenant, namespace and pod.
     seconds: Mapping[tuple[str, DeviceState, str, str, str], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """A Prometheus histogram as an engine serves it, buckets kept as they are."""
+
+    buckets: tuple[tuple[float, float], ...]  # (upper bound `le`, cumulative count); +Inf last
+    count: float
+    sum: float
+
+
+@dataclass(frozen=True, slots=True)
+class ModelStats:
+    """What one engine says about one model it serves, read from one scrape.
+
+    Counters are the engine's own (they restart at 0 with the engine); None: the engine
+    does not serve that family.
+    """
+
+    model: str
+    prompt_tokens: float | None = None
+    generation_tokens: float | None = None
+    requests_running: float | None = None
+    requests_waiting: float | None = None
+    requests_finished: float | None = None
+    kv_cache_usage_ratio: float | None = None  # 0-1
+    preemptions: float | None = None
+    time_to_first_token_seconds: Histogram | None = None
+    inter_token_latency_seconds: Histogram | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EngineReading:
+    """One engine's /metrics, reduced to what gpuwork uses."""
+
+    engine: str  # a name from the engine catalog: "vllm", "sglang", "tgi", "trtllm"
+    models: tuple[ModelStats, ...]
+    process_start_time: float | None = None  # unix seconds, where the engine says
+
+
+@dataclass(frozen=True, slots=True)
+class ModelWork:
+    """One model of one pod's engine, with counters continuous across engine restarts."""
+
+    model: str
+    prompt_tokens_total: float
+    generation_tokens_total: float
+    requests_finished_total: float | None
+    preemptions_total: float | None
+    requests_running: float | None
+    requests_waiting: float | None
+    kv_cache_usage_ratio: float | None
+    time_to_first_token_seconds: Histogram | None
+    inter_token_latency_seconds: Histogram | None
+
+
+@dataclass(frozen=True, slots=True)
+class PodWork:
+    namespace: str
+    pod: str
+    tenant: str
+    engine: str
+    up: bool  # the last scrape succeeded
+    models: tuple[ModelWork, ...]
+    worked: bool | None  # served a token or ran a request since the last collection
+    cold_start_seconds: float | None  # pod start to first served token, where seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,3 +296,5 @@ class NodeSnapshot:
     attribution: Attribution | None = None  # None: the kubelet has never answered
     ledger: StateLedger | None = None
     metadata_stale: bool = False  # pod metadata is the last known; the API server is away
+    work: tuple[PodWork, ...] = ()  # engine pods holding devices, with their useful work
+    device_hourly_cost: Mapping[str, float] = field(default_factory=dict)  # device -> price/h

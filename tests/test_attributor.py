@@ -36,19 +36,24 @@ class Node:
             PodResourcesClient(self.kubelet.socket_path, timeout=1.0, monotonic=self.sim.clock),
             ProcessPods(str(tmp_path / "no-proc")),
             parse_tenant_rules(DEFAULT_TENANT_RULES),
-            WasteLedger(window=60.0, busy_threshold=0.05, max_step=30.0),
             keep_last=KEEP_LAST,
             monotonic=self.sim.clock,
         )
+        self.ledger = WasteLedger(window=60.0, busy_threshold=0.05, max_step=30.0)
 
     def collect(self, advance: float = 10.0) -> NodeSnapshot:
         self.sim.clock.advance(advance)
         reading = self.sim.reader.read()
         result = self.attributor.collect(reading, self.sim.node.cluster_view())
+        ledger = (
+            self.ledger.update(reading, result.attribution, self.sim.clock())
+            if result.attribution is not None
+            else None
+        )
         return NodeSnapshot(
             node="n", nvml_up=True, nvml=reading, collectors={"podresources": result.kubelet},
             errors_total=result.errors, dropped_series_total=result.dropped_series,
-            attribution=result.attribution, ledger=result.ledger,
+            attribution=result.attribution, ledger=ledger,
         )  # fmt: skip
 
     def close(self) -> None:

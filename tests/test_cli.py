@@ -265,7 +265,7 @@ def test_the_exporter_serves_a_simulated_node_and_stops_on_sigterm() -> None:
                         ("search-1", "search", 1.0)}  # fmt: skip
         success = {s.labels["collector"]: s.value
                    for s in families["gpuwork_collector_success"].samples}  # fmt: skip
-        assert success == {"nvml": 1.0, "podresources": 1.0}
+        assert success == {"nvml": 1.0, "podresources": 1.0, "engines": 1.0}
         assert "process_cpu_seconds" in families  # the full registry, not only the snapshot
 
         process.send_signal(signal.SIGTERM)

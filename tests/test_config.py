@@ -26,6 +26,11 @@ NON_DEFAULT: dict[str, tuple[str, object]] = {
     "state_window": ("5m", 300.0),
     "state_busy_threshold": ("0.2", 0.2),
     "proc_root": ("/host/proc", "/host/proc"),
+    "engines_scrape": ("false", False),
+    "engines_timeout": ("500ms", 0.5),
+    "engines_max_bytes": ("512KiB", 512 * 1024),
+    "engines_histograms": ("false", False),
+    "cost_gpu_hourly": ("*H100*=4.10", "*H100*=4.10"),
 }
 
 
@@ -87,6 +92,11 @@ def test_environment_variable_names() -> None:
         "--state.window": "GPUWORK_STATE_WINDOW",
         "--state.busy-threshold": "GPUWORK_STATE_BUSY_THRESHOLD",
         "--proc.root": "GPUWORK_PROC_ROOT",
+        "--engines.scrape": "GPUWORK_ENGINES_SCRAPE",
+        "--engines.timeout": "GPUWORK_ENGINES_TIMEOUT",
+        "--engines.max-bytes": "GPUWORK_ENGINES_MAX_BYTES",
+        "--engines.histograms": "GPUWORK_ENGINES_HISTOGRAMS",
+        "--cost.gpu-hourly": "GPUWORK_COST_GPU_HOURLY",
     }
 
 
@@ -342,7 +352,17 @@ def test_an_empty_kubelet_socket_turns_attribution_off() -> None:
         ({"kubernetes_api_url": "10.96.0.1:443"}, "expected http(s)://host[:port]"),
         ({"state_busy_threshold": "1.5"}, "invalid --state.busy-threshold='1.5'"),
         ({"state_window": "0s"}, "invalid --state.window='0s'"),
+        ({"engines_max_bytes": "8MB"}, "expected a size such as 512KiB"),
+        ({"cost_gpu_hourly": "H100"}, "expected MODEL_PATTERN=PRICE_PER_GPU_HOUR"),
+        ({"cost_gpu_hourly": "*H100*=-1"}, "expected MODEL_PATTERN=PRICE_PER_GPU_HOUR"),
+        ({"engines_scrape": "maybe"}, "invalid --engines.scrape='maybe'"),
     ],
 )
 def test_bad_attribution_settings(given: dict[str, str | None], expected: str) -> None:
     assert expected in settings_error(given)
+
+
+def test_prices_are_globs_over_the_gpu_model_name_first_match_wins() -> None:
+    settings = settle({"cost_gpu_hourly": "*H100*=4.10, *A100*80GB*=2.5,*=1"})
+
+    assert settings.gpu_prices == (("*H100*", 4.1), ("*A100*80GB*", 2.5), ("*", 1.0))

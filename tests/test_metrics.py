@@ -22,12 +22,17 @@ from prometheus_client import CollectorRegistry, generate_latest
 import exporter.metrics
 from exporter.attribution import attribute
 from exporter.cli import build_registry
+from exporter.cost import hourly_costs
+from exporter.engines.exposition import parse_engine
+from exporter.engines.render import render_exposition
 from exporter.ledger import WasteLedger
 from exporter.metrics import SnapshotCollector, build_families
-from exporter.model import CollectorHealth, NodeSnapshot, NvmlReading
+from exporter.model import CollectorHealth, EngineReading, NodeSnapshot, NvmlReading
 from exporter.simulation.node import pod_pid, pod_uid
 from exporter.simulation.scenario import load_scenario
+from exporter.simulation.work import engine_stats
 from exporter.tenancy import DEFAULT_TENANT_RULES, parse_tenant_rules
+from exporter.useful_work import WorkLedger
 from tests.conftest import Sim, make_sim, scenario_from
 
 GOLDEN = Path(__file__).parent / "golden" / "small.prom"
@@ -52,7 +57,28 @@ def attributed(sim: Sim, first: NvmlReading, second: NvmlReading) -> dict[str, A
     book = WasteLedger(window=60.0, busy_threshold=0.05, max_step=30.0)
     book.update(first, attribute(first, kubelet, cluster, rules, pids), sim.clock() - 10.0)
     attribution = attribute(second, kubelet, cluster, rules, pids)
-    return {"attribution": attribution, "ledger": book.update(second, attribution, sim.clock())}
+
+    # the engines as the exporter reads them: rendered by the simulation, parsed back
+    def readings(t: float) -> dict[tuple[str, str], EngineReading | None]:
+        return {
+            (pod.namespace, pod.name): parse_engine(render_exposition(
+                pod.engine, stats, process_start_time=1_699_999_900.0))
+            for pod in sim.node.scenario.pods
+            if pod.engine and (stats := engine_stats(sim.node, pod, t))
+        }  # fmt: skip
+
+    tenants = {(a.namespace, a.pod): a.tenant for a in attribution.allocations}
+    engines = WorkLedger()
+    for t, wall in ((sim.clock(), 1_699_999_990.0), (sim.clock() + 60.0, 1_700_000_050.0)):
+        seen = readings(t)  # before the engines' cold start, then after it
+        work = engines.update(((k, tenants[k], 1_699_999_900.0) for k in seen), seen, wall)
+    worked = {(w.namespace, w.pod): w.worked for w in work}
+    return {
+        "attribution": attribution,
+        "ledger": book.update(second, attribution, sim.clock(), worked),
+        "work": work,
+        "device_hourly_cost": hourly_costs(second, (("*H100*", 4.0),)),
+    }
 
 
 def snapshot_of(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 from typing import Any
 
 import pytest
@@ -12,7 +13,8 @@ from exporter.simulation.loads import MODEL_MEMORY_FRACTION
 from exporter.simulation.node import (
     DRA_DRIVER,
     GPU_RESOURCE,
-    POD_START_TIME,
+    PATH_ANNOTATION,
+    PORT_ANNOTATION,
     SHARED_RESOURCE,
     TENANT_LABEL,
     SimulatedNode,
@@ -225,11 +227,17 @@ def test_cluster_view_has_every_pod_and_namespace() -> None:
     for index, spec in enumerate(mixed.scenario.pods):
         pod = view.pods[(spec.namespace, spec.name)]
         assert (pod.uid, pod.pod_ip, pod.phase) == (pod_uid(spec), pod_ip(index), "Running")
-        assert pod.start_time == POD_START_TIME and dict(pod.annotations) == {}
+        assert pod.start_time == mixed.wall_start
         assert dict(pod.labels) == spec.labels
         assert dict(pod.container_ports) == ({"http": 8000} if spec.engine else {})
     assert view.pods[("batch", "batch-dra-0")].container_ports == {}  # engine: null
     assert view.pods[("ads-batch", "ads-batch-0")].labels == {"team": "ads"}
+    # prometheus.io/* only where the defaults (port `http`, /metrics) would miss the engine
+    annotated = {key: dict(pod.annotations) for key, pod in view.pods.items() if pod.annotations}
+    assert annotated == {
+        ("ads", "ads-a100-0"): {PATH_ANNOTATION: "/prometheus/metrics"},  # trtllm-serve
+        ("search", "search-0"): {PORT_ANNOTATION: "9000"},  # TGI's --prometheus-port
+    }
     assert {name: dict(ns.labels) for name, ns in view.namespaces.items()} == {
         "chat": {TENANT_LABEL: "chat"},
         "ads": {TENANT_LABEL: "ads"},
@@ -239,6 +247,19 @@ def test_cluster_view_has_every_pod_and_namespace() -> None:
         "batch": {TENANT_LABEL: "batch"},
     }
     assert mixed.cluster_view() is view
+
+
+def test_pods_started_when_the_node_did() -> None:
+    scenario = load_scenario("small")
+    sim = SimulatedNode(scenario, clock=lambda: 0.0, wall_start=1_764_000_000.0)
+    assert sim.wall_start == 1_764_000_000.0
+    assert {pod.start_time for pod in sim.cluster_view().pods.values()} == {1_764_000_000.0}
+    before = time.time()
+    now = SimulatedNode(scenario)  # started now; its clock counts from then
+    assert before <= now.wall_start <= time.time()
+    assert 0 <= now.clock() < 1
+    earlier = SimulatedNode(scenario, wall_start=time.time() - 100)  # t follows the wall start
+    assert 100 <= earlier.clock() < 101
 
 
 def test_cluster_view_is_immutable() -> None:

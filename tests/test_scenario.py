@@ -30,6 +30,11 @@ def test_built_ins_describe_the_promised_nodes() -> None:
     assert len({spec.model for spec in mixed.gpu_specs}) >= 3
     assert len({p.tenant for p in mixed.pods}) == 5
     assert [(p.name, p.devices) for p in mixed.pods if p.dra] == [("batch-dra-0", ["5"])]
+    assert {p.engine for p in mixed.pods} == {"vllm", "sglang", "tgi", "trtllm", None}
+    assert [(f.pod, f.at) for f in mixed.faults if f.kind == "engine_restart"] == [
+        ("chat/chat-llama-0", 600.0)
+    ]
+    assert [p.name for p in mixed.pods if p.metrics_port] == ["search-0"]
     assert set(BUILT_IN) == {"dense-h100", "mixed", "small"}
 
 
@@ -75,6 +80,23 @@ def test_a_path_works_in_place_of_a_name(tmp_path: Path) -> None:
         ("name: x\ngpus: [{model: L4}]\nfaults: [{kind: meteor, at: 1}]", "faults.0"),
         ("name: x\ngpus: [{model: L4}]\nfaults: [{kind: driver_not_loaded, at: 5, until: 2}]",
          "`until` must come after `at`"),
+        ("name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, tenant: t, "
+         "devices: ['0']}]\nfaults: [{kind: engine_restart, at: 5, pod: p}]",
+         "engine_restart fault: no pod 'p' (\"namespace/name\")"),
+        ("name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, tenant: t, "
+         "devices: ['0'], engine: null}]\nfaults: [{kind: engine_restart, at: 5, pod: n/p}]",
+         "engine_restart fault: pod n/p has no engine"),
+        ("name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, tenant: t, "
+         "devices: ['0']}]\nfaults: [{kind: engine_restart, at: 5, pod: n/p, down_seconds: 10}, "
+         "{kind: engine_restart, at: 12, pod: n/p}]",
+         "pod n/p restarts at 12 s while still down from the restart at 5 s"),
+        ("name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, tenant: t, "
+         "devices: ['0']}]\nfaults: [{kind: engine_restart, at: 5, pod: n/p, down_seconds: 0}]",
+         "down_seconds: Input should be greater than 0"),
+        ("name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, tenant: t, "
+         "devices: ['0'], cold_start_seconds: -1}]", "cold_start_seconds"),
+        ("name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, tenant: t, "
+         "devices: ['0'], engine: null, metrics_port: 9000}]", "`metrics_port` needs an engine"),
         ("name: x\ngpus: [{model: L4}]\nextra: 1", "extra: Extra inputs are not permitted"),
         ("name: x\ngpus: [{model: L4", "not valid YAML"),
     ],
@@ -109,6 +131,24 @@ def test_repeated_gpus_expand_in_order() -> None:
     from exporter.simulation.scenario import Scenario
 
     assert Scenario.model_validate(data).gpu_models == ["L4", "L4", "A100-SXM4-40GB"]
+
+
+def test_engine_restarts_of_a_pod_may_follow_each_other() -> None:
+    from exporter.simulation.scenario import EngineRestartFault, Scenario
+
+    scenario = Scenario.model_validate({
+        "name": "x",
+        "gpus": [{"model": "L4"}],
+        "pods": [{"name": "p", "namespace": "n", "tenant": "t", "devices": ["0"]}],
+        "faults": [
+            {"kind": "engine_restart", "at": 15, "pod": "n/p"},  # back at 20: may die again
+            {"kind": "engine_restart", "at": 20, "pod": "n/p", "down_seconds": 1},
+            {"kind": "engine_restart", "at": 10, "pod": "n/p"},  # in any order
+        ],
+    })  # fmt: skip
+    restarts = [f for f in scenario.faults if isinstance(f, EngineRestartFault)]
+    assert [f.down_seconds for f in restarts] == [5.0, 1.0, 5.0]
+    assert scenario.pods[0].cold_start_seconds == 30.0
 
 
 def test_a_time_sliced_gpu_takes_as_many_references_as_replicas() -> None:

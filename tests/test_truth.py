@@ -42,13 +42,14 @@ def mixed(tmp_path: Path) -> Iterator[tuple[Sim, Collection, list[NodeSnapshot]]
         PodResourcesClient(kubelet.socket_path, timeout=2.0, monotonic=sim.clock),
         ProcessPods(str(tmp_path / "proc")),
         parse_tenant_rules(DEFAULT_TENANT_RULES),
-        WasteLedger(window=WINDOW, busy_threshold=THRESHOLD, max_step=3 * INTERVAL),
         keep_last=300.0,
         monotonic=sim.clock,
     )
     published: list[NodeSnapshot] = []
     collection = Collection(sim.reader, node="sim-mixed", publish=published.append,
                             timeout=5.0, attributor=attributor,
+                            ledger=WasteLedger(window=WINDOW, busy_threshold=THRESHOLD,
+                                               max_step=3 * INTERVAL),
                             cluster=sim.node.cluster_view, monotonic=sim.clock)  # fmt: skip
     yield sim, collection, published
     kubelet.stop()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from types import MappingProxyType
 
+from exporter.engines.catalog import ENGINES
 from exporter.model import ClusterView, ContainerDevices, KubeletDevices, NamespaceMeta, PodMeta
 from exporter.simulation.hardware import GPU_INSTANCE_IDS, GPU_MODELS, MIB, GpuModel, profile_slices
 from exporter.simulation.loads import (
@@ -53,8 +54,9 @@ MIG_RESOURCE_PREFIX = "nvidia.com/mig-"  # + profile (mixed strategy); id: the M
 DRA_DRIVER = "gpu.nvidia.com"  # the NVIDIA DRA driver; device name: `gpu-<index>`
 
 TENANT_LABEL = "gpuwork.io/tenant"  # the namespace label that names the tenant
-ENGINE_PORT_NAME, ENGINE_PORT = "http", 8000  # the container port an engine serves /metrics on
-POD_START_TIME = 1_764_000_000.0  # unix seconds: every simulated pod started then
+ENGINE_PORT_NAME, ENGINE_PORT = "http", 8000  # the container port an engine serves on
+PORT_ANNOTATION = "prometheus.io/port"  # set where an engine's metrics port is not ENGINE_PORT
+PATH_ANNOTATION = "prometheus.io/path"  # set where an engine's metrics path is not /metrics
 
 
 class ManualClock:
@@ -105,10 +107,24 @@ class _Tenancy:
 
 
 class SimulatedNode:
-    def __init__(self, scenario: Scenario, clock: Callable[[], float] | None = None) -> None:
+    """The node of a scenario. `clock` gives seconds since the node started (t = 0);
+    `wall_start` is that moment in unix seconds, so pods and engines have real start times.
+
+    Without a clock, t counts real seconds from `wall_start` (steadily, by the monotonic
+    clock); without `wall_start`, the node starts now.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        clock: Callable[[], float] | None = None,
+        wall_start: float | None = None,
+    ) -> None:
         self.scenario = scenario
+        now = time.time()
+        self.wall_start: float = now if wall_start is None else wall_start
         if clock is None:
-            started = time.monotonic()
+            started = time.monotonic() - (now - self.wall_start)
             clock = lambda: time.monotonic() - started  # noqa: E731
         self.clock: Callable[[], float] = clock
         self.specs = scenario.gpu_specs
@@ -226,10 +242,10 @@ class SimulatedNode:
         refs: dict[tuple[int, int | None], dict[str, list[int]]] = {}
         pods: dict[str, PodSpec] = {}
         for pod in self.scenario.pods:
-            pods[_pod_key(pod)] = pod
+            pods[pod_key(pod)] = pod
             for ref in pod.devices:
                 held = refs.setdefault(parse_device_ref(ref), {})
-                held.setdefault(_pod_key(pod), []).append(sum(map(len, held.values())))
+                held.setdefault(pod_key(pod), []).append(sum(map(len, held.values())))
         tenancies = {}
         for (index, slot), held in refs.items():
             sliced = slot is None and self.specs[index].replicas > 1
@@ -246,14 +262,14 @@ class SimulatedNode:
         """Time-sliced pods each get 1/N of the device's time."""
         seed = self.scenario.seed
         return sum(
-            activity(ten.pod.load, _pod_key(ten.pod), seed, t) / ten.share
+            activity(ten.pod.load, pod_key(ten.pod), seed, t) / ten.share
             for ten in self.tenants_of(index, slot)
         )
 
     def device_mean_activity(self, index: int, slot: int | None, t0: float, t1: float) -> float:
         seed = self.scenario.seed
         return sum(
-            mean_activity(ten.pod.load, _pod_key(ten.pod), seed, t0, t1) / ten.share
+            mean_activity(ten.pod.load, pod_key(ten.pod), seed, t0, t1) / ten.share
             for ten in self.tenants_of(index, slot)
         )
 
@@ -271,7 +287,7 @@ class SimulatedNode:
     def pod_mean_activity(self, tenancy: _Tenancy, t0: float, t1: float) -> float:
         """What one holder's own processes do on its device: its slice of the device's time."""
         pod = tenancy.pod
-        return mean_activity(pod.load, _pod_key(pod), self.scenario.seed, t0, t1) / tenancy.share
+        return mean_activity(pod.load, pod_key(pod), self.scenario.seed, t0, t1) / tenancy.share
 
     def holding_share(self, index: int, tenancy: _Tenancy) -> float:
         """The share of the device a holder was given: replicas held / replicas advertised."""
@@ -382,9 +398,7 @@ class SimulatedNode:
                     held.append((MIG_RESOURCE_PREFIX + instance.profile, instance.uuid))
             elif self.specs[index].replicas > 1:
                 (tenancy,) = [
-                    ten
-                    for ten in self.tenants_of(index, None)
-                    if _pod_key(ten.pod) == _pod_key(pod)
+                    ten for ten in self.tenants_of(index, None) if pod_key(ten.pod) == pod_key(pod)
                 ]
                 held.extend(
                     (SHARED_RESOURCE, f"{self.gpu_uuids[index]}::{r}") for r in tenancy.replicas
@@ -399,7 +413,6 @@ class SimulatedNode:
 
     @cached_property
     def _cluster_view(self) -> ClusterView:
-        empty: MappingProxyType[str, str] = MappingProxyType({})
         engine_ports = MappingProxyType({ENGINE_PORT_NAME: ENGINE_PORT})
         no_ports: MappingProxyType[str, int] = MappingProxyType({})
         pods = {
@@ -408,11 +421,11 @@ class SimulatedNode:
                 namespace=pod.namespace,
                 name=pod.name,
                 labels=MappingProxyType(dict(pod.labels)),
-                annotations=empty,
+                annotations=MappingProxyType(engine_annotations(pod)),
                 container_ports=engine_ports if pod.engine else no_ports,
                 phase="Running",
                 pod_ip=pod_ip(i),
-                start_time=POD_START_TIME,
+                start_time=self.wall_start,
             )
             for i, pod in enumerate(self.scenario.pods)
         }
@@ -470,22 +483,44 @@ class SimulatedNode:
             memory_total_bytes=self.device_memory_total(index, slot, t),
             sm_active_ratio=self.device_activity(index, slot, t),
             processes=len(self.device_processes(index, slot)),
-            pods=tuple(_pod_key(ten.pod) for ten in self.tenants_of(index, slot)),
+            pods=tuple(pod_key(ten.pod) for ten in self.tenants_of(index, slot)),
         )
 
 
-def _pod_key(pod: PodSpec) -> str:
+def pod_key(pod: PodSpec) -> str:
+    """`namespace/name`: how load profiles, faults and the ground truth name a pod."""
     return f"{pod.namespace}/{pod.name}"
+
+
+def engine_endpoint(pod: PodSpec) -> tuple[int, str]:
+    """(port, path) where the pod's engine serves its metrics: the container port `http`
+    unless the scenario names a `metrics_port`, and the engine's default path."""
+    if pod.engine is None:
+        raise ValueError(f"pod {pod_key(pod)} runs no engine")
+    return pod.metrics_port or ENGINE_PORT, ENGINES[pod.engine].default_path
+
+
+def engine_annotations(pod: PodSpec) -> dict[str, str]:
+    """The pod's `prometheus.io/*` annotations: only where the defaults would miss."""
+    if pod.engine is None:
+        return {}
+    port, path = engine_endpoint(pod)
+    annotations = {}
+    if port != ENGINE_PORT:
+        annotations[PORT_ANNOTATION] = str(port)
+    if path != "/metrics":
+        annotations[PATH_ANNOTATION] = path
+    return annotations
 
 
 def pod_uid(pod: PodSpec) -> str:
     """The pod's Kubernetes UID: stable across runs."""
-    return str(uuid.uuid5(_UUID_NAMESPACE, f"pod/{_pod_key(pod)}"))
+    return str(uuid.uuid5(_UUID_NAMESPACE, f"pod/{pod_key(pod)}"))
 
 
 def pod_pid(pod: PodSpec) -> int:
     """The host PID of the pod's engine process: stable across runs."""
-    return 1000 + zlib.crc32(_pod_key(pod).encode()) % 4_000_000
+    return 1000 + zlib.crc32(pod_key(pod).encode()) % 4_000_000
 
 
 def pod_ip(index: int) -> str:
@@ -503,9 +538,12 @@ def pod_ip(index: int) -> str:
 
 __all__ = [
     "DRA_DRIVER",
+    "ENGINE_PORT",
+    "ENGINE_PORT_NAME",
     "GPU_RESOURCE",
     "MIG_RESOURCE_PREFIX",
-    "POD_START_TIME",
+    "PATH_ANNOTATION",
+    "PORT_ANNOTATION",
     "SHARED_RESOURCE",
     "TENANT_LABEL",
     "DeviceTruth",
@@ -513,7 +551,10 @@ __all__ = [
     "ManualClock",
     "MigInstance",
     "SimulatedNode",
+    "engine_annotations",
+    "engine_endpoint",
     "pod_ip",
+    "pod_key",
     "pod_pid",
     "pod_uid",
 ]

@@ -84,6 +84,16 @@ class PodSpec(_Strict):
     dra: bool = Field(
         False, description="allocated by the NVIDIA DRA driver instead of the device plugin"
     )
+    cold_start_seconds: float = Field(
+        30.0, ge=0, description="from the engine's process start to its first served token"
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="the engine serves its metrics on this port instead of the container "
+        "port `http` (8000); the pod then carries a `prometheus.io/port` annotation",
+    )
 
     @field_validator("devices")
     @classmethod
@@ -141,13 +151,22 @@ class DriverNotLoadedFault(_FaultBase):
     until: float = Field(gt=0, description="seconds after the node starts; the driver is back")
 
 
+class EngineRestartFault(_FaultBase):
+    """The engine process of a pod dies at `at` and starts again `down_seconds` later."""
+
+    kind: Literal["engine_restart"]
+    pod: str = Field(description='"namespace/name" of a pod with an engine')
+    down_seconds: float = Field(5.0, gt=0, description="seconds in which nothing listens")
+
+
 Fault = Annotated[
     GpuLostFault
     | XidFault
     | EccFault
     | PcieReplayFault
     | MigRepartitionFault
-    | DriverNotLoadedFault,
+    | DriverNotLoadedFault
+    | EngineRestartFault,
     Field(discriminator="kind"),
 ]
 
@@ -196,8 +215,12 @@ class Scenario(_Strict):
                         f"pod {pod.name}: `dra: true` takes whole GPUs without time-slicing; "
                         f"{ref!r} is {what}"
                     )
+        for pod in self.pods:
+            if pod.metrics_port is not None and pod.engine is None:
+                raise ValueError(f"pod {pod.name}: `metrics_port` needs an engine")
         self._check_tenants()
         self._check_holders(specs)
+        self._check_restarts()
         for fault in self.faults:
             if hasattr(fault, "gpu") and fault.gpu >= len(specs):
                 raise ValueError(f"{fault.kind} fault: no GPU {fault.gpu}")
@@ -220,6 +243,24 @@ class Scenario(_Strict):
                     f"and pod {pod.name} tenant {pod.tenant!r}; a namespace has one tenant "
                     "(the simulated node labels each namespace with its tenant)"
                 )
+
+    def _check_restarts(self) -> None:
+        """An engine restart names a pod that runs an engine, and is over before the next."""
+        engines = {f"{pod.namespace}/{pod.name}": pod.engine for pod in self.pods}
+        back: dict[str, EngineRestartFault] = {}
+        restarts = [f for f in self.faults if isinstance(f, EngineRestartFault)]
+        for fault in sorted(restarts, key=lambda f: f.at):
+            if fault.pod not in engines:
+                raise ValueError(f'engine_restart fault: no pod {fault.pod!r} ("namespace/name")')
+            if engines[fault.pod] is None:
+                raise ValueError(f"engine_restart fault: pod {fault.pod} has no engine")
+            previous = back.get(fault.pod)
+            if previous is not None and fault.at < previous.at + previous.down_seconds:
+                raise ValueError(
+                    f"engine_restart fault: pod {fault.pod} restarts at {fault.at:g} s while "
+                    f"still down from the restart at {previous.at:g} s"
+                )
+            back[fault.pod] = fault
 
     def _check_holders(self, specs: Sequence[GpuSpec]) -> None:
         """A device goes to as many pod references as it has replicas: one unless time-sliced."""

@@ -1,0 +1,185 @@
+"""Scrapes the inference engines of the node's GPU pods, all at once, each at its own pod IP.
+
+Where to scrape is decided by `engine_target` from the pod's metadata alone, and the
+host is always the pod's own IP from its status: an annotation can choose a port and a
+path, never a host, a scheme or a query, so a tenant cannot aim the exporter at
+anything but its own pod. Every scrape has its own timeout and a cap on the body
+size; one that hangs, floods or answers junk costs only its own sample.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+
+from exporter.engines.catalog import ENGINES
+from exporter.engines.exposition import ExpositionError, parse_engine
+from exporter.model import EngineReading, PodMeta
+
+PORT_ANNOTATION = "prometheus.io/port"
+PATH_ANNOTATION = "prometheus.io/path"
+DEFAULT_PORT = 8000  # vLLM's, and the port most engine images listen on
+DEFAULT_PATH = "/metrics"
+METRICS_PORT_NAMES = ("metrics", "http", "http-metrics")  # named container ports, in order
+_PATH = re.compile(r"^/[A-Za-z0-9._~/-]{0,255}$")  # a plain absolute path: no query, no host
+ACCEPT = "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineTarget:
+    namespace: str
+    pod: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapeResult:
+    target: EngineTarget
+    reading: EngineReading | None
+    error: str | None  # a kind for the errors metric; None on success
+    duration_seconds: float
+
+
+def engine_target(pod: PodMeta) -> EngineTarget | None:
+    """Where this pod's engine serves its metrics; None if it cannot be scraped."""
+    if pod.phase != "Running" or not pod.pod_ip:
+        return None
+    try:
+        address = ipaddress.ip_address(pod.pod_ip)
+    except ValueError:
+        return None
+    host = f"[{address}]" if address.version == 6 else str(address)
+    port = _port(pod)
+    path = pod.annotations.get(PATH_ANNOTATION, DEFAULT_PATH)
+    if not _PATH.match(path) or "//" in path or "/../" in f"{path}/":
+        path = DEFAULT_PATH
+    return EngineTarget(pod.namespace, pod.name, f"http://{host}:{port}{path}")
+
+
+def _port(pod: PodMeta) -> int:
+    text = pod.annotations.get(PORT_ANNOTATION, "")
+    if text.isascii() and text.isdigit() and 0 < int(text) < 65536:
+        return int(text)
+    for name in METRICS_PORT_NAMES:
+        if name in pod.container_ports:
+            return pod.container_ports[name]
+    return DEFAULT_PORT
+
+
+class EngineScraper:
+    """Scrapes many engines concurrently over one aiohttp session. Event-loop only."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        max_bytes: int,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._timeout = timeout
+        self._max_bytes = max_bytes
+        self._monotonic = monotonic
+        self._session: aiohttp.ClientSession | None = None
+        # A path the engine's catalog entry gave after /metrics answered 404: per pod, so
+        # trtllm-serve (/prometheus/metrics) needs no annotation after its first scrape.
+        self._paths: dict[tuple[str, str], str] = {}
+
+    async def scrape(self, targets: Iterable[EngineTarget]) -> list[ScrapeResult]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=128, limit_per_host=2, force_close=False),
+                headers={"Accept": ACCEPT, "User-Agent": "gpuwork-exporter"},
+                auto_decompress=True,
+            )
+        targets = list(targets)
+        live = {(t.namespace, t.pod) for t in targets}
+        self._paths = {key: path for key, path in self._paths.items() if key in live}
+        return list(await asyncio.gather(*(self._scrape(t) for t in targets)))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _scrape(self, target: EngineTarget) -> ScrapeResult:
+        started = self._monotonic()
+        key = (target.namespace, target.pod)
+        url = _with_path(target.url, self._paths[key]) if key in self._paths else target.url
+        try:
+            async with asyncio.timeout(self._timeout):
+                reading = await self._fetch(url)
+                if reading is None and key not in self._paths:  # 404: try the catalog's paths
+                    for path in _other_paths(url):
+                        reading = await self._fetch(_with_path(url, path))
+                        if reading is not None:
+                            self._paths[key] = path
+                            break
+                if reading is None:
+                    raise _ScrapeError("http_404")
+        except TimeoutError:
+            return self._result(target, None, "timeout", started)
+        except _ScrapeError as failure:
+            return self._result(target, None, failure.kind, started)
+        except ExpositionError as error:
+            return self._result(target, None, error.kind, started)
+        except (aiohttp.ClientError, OSError):
+            return self._result(target, None, "connection", started)
+        return self._result(target, reading, None, started)
+
+    async def _fetch(self, url: str) -> EngineReading | None:
+        """The engine's reading; None on 404. Raises `_ScrapeError` or `ExpositionError`."""
+        assert self._session is not None
+        async with self._session.get(url, allow_redirects=False) as response:
+            if response.status == 404:
+                return None
+            if response.status != 200:
+                raise _ScrapeError(f"http_{response.status}")
+            if (response.content_length or 0) > self._max_bytes:
+                raise _ScrapeError("too_large")
+            body = bytearray()
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                body += chunk
+                if len(body) > self._max_bytes:
+                    raise _ScrapeError("too_large")
+        return parse_engine(bytes(body))
+
+    def _result(
+        self, target: EngineTarget, reading: EngineReading | None, error: str | None, started: float
+    ) -> ScrapeResult:
+        return ScrapeResult(target, reading, error, self._monotonic() - started)
+
+
+class _ScrapeError(Exception):
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+def _with_path(url: str, path: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}{path}"
+
+
+def _other_paths(url: str) -> list[str]:
+    current = "/" + url.partition("://")[2].split("/", 1)[1]
+    paths = dict.fromkeys(spec.default_path for spec in ENGINES.values())
+    return [path for path in paths if path != current]
+
+
+def targets_for(
+    pods: Mapping[tuple[str, str], PodMeta], holders: Iterable[tuple[str, str]]
+) -> list[EngineTarget]:
+    """The scrape targets among the pods that hold GPU devices."""
+    found = []
+    for key in sorted(set(holders)):
+        pod = pods.get(key)
+        target = engine_target(pod) if pod is not None else None
+        if target is not None:
+            found.append(target)
+    return found

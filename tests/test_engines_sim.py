@@ -1,0 +1,304 @@
+"""The simulated engines: real HTTP servers on the pods' own loopback addresses."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from exporter.engines.catalog import ENGINES
+from exporter.engines.exposition import parse_engine
+from exporter.engines.render import render_exposition
+from exporter.simulation.engines import (
+    GARBAGE_BYTES,
+    HUGE_BODY_BYTES,
+    OPENMETRICS_CONTENT_TYPE,
+    TEXT_CONTENT_TYPE,
+    SimulatedEngines,
+    wants_openmetrics,
+)
+from exporter.simulation.node import (
+    ENGINE_PORT,
+    PATH_ANNOTATION,
+    PORT_ANNOTATION,
+    ManualClock,
+    SimulatedNode,
+    pod_ip,
+)
+from exporter.simulation.scenario import PodSpec, load_scenario
+from exporter.simulation.work import engine_process_start_time, engine_stats, true_tokens
+
+WALL_START = 1_764_000_000.0
+TIMEOUT = aiohttp.ClientTimeout(total=5)
+
+
+def mixed(start: float = 100.0) -> tuple[SimulatedNode, ManualClock]:
+    clock = ManualClock(start)
+    return SimulatedNode(load_scenario("mixed"), clock=clock, wall_start=WALL_START), clock
+
+
+def spec(node: SimulatedNode, name: str) -> PodSpec:
+    (found,) = [p for p in node.scenario.pods if p.name == name]
+    return found
+
+
+def expected_body(node: SimulatedNode, pod: PodSpec, *, openmetrics: bool = False) -> bytes:
+    t = node.clock()
+    stats = engine_stats(node, pod, t)
+    assert stats is not None and pod.engine is not None
+    start = engine_process_start_time(node, pod, t)
+    return render_exposition(pod.engine, stats, process_start_time=start, openmetrics=openmetrics)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as client:
+        yield client
+
+
+async def fetch(
+    session: aiohttp.ClientSession, url: str, **kwargs: object
+) -> tuple[int, str, bytes]:
+    async with session.get(url, **kwargs) as response:  # type: ignore[arg-type]
+        return response.status, response.headers.get("Content-Type", ""), await response.read()
+
+
+async def refused(url: str) -> bool:
+    """Whether a fresh connection to the URL's address is refused."""
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as client:
+        try:
+            await fetch(client, url)
+        except aiohttp.ClientConnectorError as error:
+            return isinstance(error.os_error, ConnectionRefusedError)
+    return False
+
+
+async def test_every_engine_pod_serves_its_own_format_on_its_own_address(
+    session: aiohttp.ClientSession,
+) -> None:
+    node, _ = mixed(start=1234.5)
+    view = node.cluster_view()
+    async with SimulatedEngines(node, poll_seconds=0) as engines:
+        engine_pods = [p for p in node.scenario.pods if p.engine is not None]
+        assert set(engines.addresses) == {(p.namespace, p.name) for p in engine_pods}
+        assert {p.engine for p in engine_pods} == set(ENGINES)  # every kind
+        for index, pod in enumerate(node.scenario.pods):
+            if pod.engine is None:
+                continue
+            meta = view.pods[(pod.namespace, pod.name)]
+            ip, port, path = engines.addresses[(pod.namespace, pod.name)]
+            # where the exporter would look: the pod's IP, its annotations or port `http`
+            assert ip == meta.pod_ip == pod_ip(index)
+            assert port == int(meta.annotations.get(PORT_ANNOTATION, ENGINE_PORT))
+            assert path == meta.annotations.get(PATH_ANNOTATION, "/metrics")
+            assert path == ENGINES[pod.engine].default_path
+            status, content_type, body = await fetch(session, f"http://{ip}:{port}{path}")
+            assert (status, content_type) == (200, TEXT_CONTENT_TYPE)
+            assert body == expected_body(node, pod)
+            # and the exporter's own parser reads back what the engine served
+            stats = engine_stats(node, pod, node.clock())
+            reading = parse_engine(body)
+            assert stats is not None and reading.engine == pod.engine
+            (model,) = reading.models
+            for field in ("prompt_tokens", "generation_tokens", "requests_running"):
+                assert getattr(model, field) == pytest.approx(getattr(stats, field)), field
+        # trtllm-serve's /metrics is not its exposition; nothing else is served either
+        assert (await fetch(session, engines.url("ads", "ads-a100-0").replace(
+            "/prometheus/metrics", "/metrics")))[0] == 404  # fmt: skip
+        assert (await fetch(session, engines.url("chat", "chat-llama-0") + "x"))[0] == 404
+        assert await refused(f"http://{pod_ip(2)}:{ENGINE_PORT}/metrics") is False  # idle vLLM
+        assert await refused(f"http://{pod_ip(13)}:{ENGINE_PORT}/metrics")  # engine: null
+
+
+async def test_openmetrics_when_asked_as_prometheus_client_negotiates(
+    session: aiohttp.ClientSession,
+) -> None:
+    node, _ = mixed()
+    scraper_accept = (
+        "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1"
+    )
+    assert wants_openmetrics(scraper_accept)  # q-values are ignored, as prometheus_client does
+    assert wants_openmetrics("application/openmetrics-text")
+    assert not wants_openmetrics("text/plain;version=1.0.0,application/openmetrics-text")
+    assert not wants_openmetrics("") and not wants_openmetrics("*/*")
+    async with SimulatedEngines(node, poll_seconds=0) as engines:
+        for name in ("chat-llama-0", "ads-ranker-0", "ads-a100-0", "search-0"):
+            pod = spec(node, name)
+            status, content_type, body = await fetch(
+                session, engines.url(pod.namespace, name), headers={"Accept": scraper_accept}
+            )
+            openmetrics = pod.engine != "tgi"  # TGI always answers in the text format
+            assert status == 200
+            assert content_type == (OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE)
+            assert body == expected_body(node, pod, openmetrics=openmetrics)
+
+
+async def test_counters_follow_the_clock_and_a_restart(session: aiohttp.ClientSession) -> None:
+    node, clock = mixed(start=590.0)
+    pod = spec(node, "chat-llama-0")  # restarts at 600 s, down 5 s, cold start 60 s
+    async with SimulatedEngines(node, poll_seconds=0) as engines:
+        url = engines.url("chat", "chat-llama-0")
+        assert (await fetch(session, url))[2] == expected_body(node, pod)
+        clock.advance(9.5)  # 599.5: still the first process, more tokens
+        before = engine_stats(node, pod, clock())
+        assert before is not None and before.generation_tokens
+        assert before.generation_tokens == pytest.approx(true_tokens(node, pod, 0, 599.5)[1])
+        assert (await fetch(session, url))[2] == expected_body(node, pod)
+
+        clock.advance(1.0)  # 600.5: the process died; the kept-alive connection is reset too
+        await engines.refresh()
+        assert not engines.listening("chat", "chat-llama-0")
+        with pytest.raises(aiohttp.ClientConnectorError):
+            await fetch(session, url)
+        assert await refused(url)
+        assert await refused(url.replace("/metrics", "/other"))
+        other = engines.url("chat", "chat-small-0")  # the others are not affected
+        assert (await fetch(session, other))[0] == 200
+
+        clock.advance(4.5)  # 605: a new process, counters at 0, a new start time
+        await engines.refresh()
+        assert engines.listening("chat", "chat-llama-0")
+        _, _, body = await fetch(session, url)
+        assert body == expected_body(node, pod)
+        stats = engine_stats(node, pod, clock())
+        assert stats is not None and stats.generation_tokens == 0 and stats.requests_finished == 0
+        assert parse_engine(body).process_start_time == WALL_START + 605
+
+        clock.advance(70)  # 675: serving again since 665
+        stats = engine_stats(node, pod, clock())
+        assert stats is not None
+        assert stats.generation_tokens == pytest.approx(true_tokens(node, pod, 600, 675)[1])
+        assert (await fetch(session, url))[2] == expected_body(node, pod)
+
+
+async def test_listeners_follow_the_clock_by_themselves() -> None:
+    node, clock = mixed(start=599.0)
+    async with SimulatedEngines(node, poll_seconds=0.01) as engines:
+        url = engines.url("chat", "chat-llama-0")
+        assert not await refused(url)
+        clock.advance(2)
+        await asyncio.sleep(0.1)
+        assert await refused(url)
+        clock.advance(5)
+        await asyncio.sleep(0.1)
+        assert not await refused(url)
+    assert await refused(url)  # stopped: nothing listens
+
+
+async def test_fault_knobs(session: aiohttp.ClientSession) -> None:
+    node, _ = mixed()
+    async with SimulatedEngines(node, poll_seconds=0) as engines:
+        pod = spec(node, "ads-ranker-0")
+        url = engines.url("ads", "ads-ranker-0")
+        faults = engines.faults("ads", "ads-ranker-0")
+
+        faults.hang = True  # accepts, never answers
+        with pytest.raises(asyncio.TimeoutError):
+            await fetch(session, url, timeout=aiohttp.ClientTimeout(total=0.2))
+        faults.hang = False
+
+        faults.html_error = True
+        status, content_type, body = await fetch(session, url)
+        assert status == 200 and content_type.startswith("text/html")
+        assert body.startswith(b"<!DOCTYPE html>")
+        faults.html_error = False
+
+        faults.slow_seconds = 0.3
+        started = time.monotonic()
+        assert (await fetch(session, url))[2] == expected_body(node, pod)
+        assert time.monotonic() - started >= 0.3
+        faults.slow_seconds = 0
+
+        faults.huge = True
+        status, content_type, body = await fetch(session, url)
+        assert (status, content_type) == (200, TEXT_CONTENT_TYPE)
+        assert HUGE_BODY_BYTES - 1024 < len(body) <= HUGE_BODY_BYTES
+        assert body.startswith(expected_body(node, pod))
+        faults.huge = False
+
+        faults.garbage = True
+        status, _, body = await fetch(session, url)
+        assert status == 200 and len(body) == GARBAGE_BYTES
+        assert (await fetch(session, url))[2] == body  # the same bytes every time
+        with pytest.raises(UnicodeDecodeError):
+            body.decode()
+        faults.garbage = False
+
+        assert (await fetch(session, url))[2] == expected_body(node, pod)
+        # Knobs are per pod: the neighbours answer as usual meanwhile.
+        faults.hang = True
+        other = spec(node, "chat-llama-0")
+        assert (await fetch(session, engines.url("chat", "chat-llama-0")))[2] == expected_body(
+            node, other
+        )
+    # stop() does not wait for the hung request's client
+
+
+async def test_dense_node_starts_fast_and_stops_clean(session: aiohttp.ClientSession) -> None:
+    clock = ManualClock(100.0)
+    node = SimulatedNode(load_scenario("dense-h100"), clock=clock, wall_start=WALL_START)
+    engines = SimulatedEngines(node)
+    started = time.monotonic()
+    await engines.start()
+    assert time.monotonic() - started < 1.0
+    try:
+        assert len(engines.addresses) == 56
+        assert len({(ip, port) for ip, port, _ in engines.addresses.values()}) == 56
+        answers = await asyncio.gather(
+            *(fetch(session, engines.url(*key)) for key in engines.addresses)
+        )
+        assert all(status == 200 for status, _, _ in answers)
+    finally:
+        await engines.stop()
+    assert await refused(engines.url(*next(iter(engines.addresses))))
+
+
+def test_engines_run_in_a_process_of_their_own() -> None:
+    wall_start = time.time() - 50  # the exporter's node started a while ago
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter.simulation.engines", "--scenario", "small",
+         "--wall-start", repr(wall_start)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "ready\n"
+
+        async def scrape() -> bytes:
+            async with aiohttp.ClientSession(timeout=TIMEOUT) as client:
+                status, _, body = await fetch(client, f"http://{pod_ip(0)}:8000/metrics")
+                assert status == 200
+                return body
+
+        body = asyncio.run(scrape())
+        assert b"vllm:generation_tokens_total" in body
+        reading = parse_engine(body)
+        assert reading.process_start_time == wall_start
+        (model,) = reading.models
+        assert model.generation_tokens  # 50 s in: serving since 30 s
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_the_engines_process_names_a_bad_scenario() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter.simulation.engines", "--scenario", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2 and "neither a built-in scenario" in result.stderr

@@ -2,42 +2,68 @@
 
 The real pieces run end to end on the simulated `mixed` node: the NVML reader on the
 simulated NVML, the kubelet client against the fake kubelet's gRPC server, /proc
-cgroup files, the join, the ledger and the metric families; the truth comes from the
-scenario's load profiles alone.
+cgroup files, the engine scraper against the simulated engines' HTTP servers (one of
+which restarts mid-run), the join, the ledgers and the metric families; the truth
+comes from the scenario alone.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from exporter.attributor import Attributor
 from exporter.collection import Collection
+from exporter.engines.scraper import EngineScraper
+from exporter.engines.source import EngineSource
 from exporter.kubelet import PodResourcesClient
 from exporter.ledger import WasteLedger
 from exporter.metrics import build_families
 from exporter.model import DeviceState, NodeSnapshot
 from exporter.processes import ProcessPods
+from exporter.simulation.engines import SimulatedEngines
 from exporter.simulation.fake_kubelet import FakeKubelet
+from exporter.simulation.holdings import tenant_gpu_fractions
 from exporter.simulation.proc import write_proc_root
-from exporter.simulation.truth import tenant_gpu_fractions, tenant_state_seconds
+from exporter.simulation.truth import tenant_state_seconds
+from exporter.simulation.work import engine_down_times, tenant_gpu_seconds_held, tenant_tokens
 from exporter.tenancy import DEFAULT_TENANT_RULES, parse_tenant_rules
 from tests.conftest import Sim, make_sim
 
 WINDOW, THRESHOLD, INTERVAL = 60.0, 0.05, 10.0
-STEPS = 180  # 30 minutes: every load profile goes through its phases
+STEPS = 180  # 30 minutes: every load profile goes through its phases, one engine restarts
+
+
+@dataclass
+class Run:
+    sim: Sim
+    engines: SimulatedEngines
+    collection: Collection
+    published: list[NodeSnapshot]
+    times: list[float]
+
+    async def collect(self, steps: int) -> NodeSnapshot:
+        for _ in range(steps + 1):
+            await self.engines.refresh()  # engines follow the moved clock: restarts
+            self.times.append(self.sim.clock())
+            await self.collection.collect_once()
+            self.sim.clock.advance(INTERVAL)
+        return self.published[-1]
 
 
 @pytest.fixture
-def mixed(tmp_path: Path) -> Iterator[tuple[Sim, Collection, list[NodeSnapshot]]]:
+async def mixed(tmp_path: Path) -> AsyncIterator[Run]:
     sim = make_sim("mixed", start=1.0)
     write_proc_root(sim.node, tmp_path / "proc")
     kubelet = FakeKubelet(str(tmp_path / "kubelet.sock"),
                           lambda: sim.node.kubelet_devices(sim.clock()))  # fmt: skip
     kubelet.start()
+    engines = SimulatedEngines(sim.node, poll_seconds=0)  # the test moves the clock
+    await engines.start()
     attributor = Attributor(
         PodResourcesClient(kubelet.socket_path, timeout=2.0, monotonic=sim.clock),
         ProcessPods(str(tmp_path / "proc")),
@@ -46,12 +72,23 @@ def mixed(tmp_path: Path) -> Iterator[tuple[Sim, Collection, list[NodeSnapshot]]
         monotonic=sim.clock,
     )
     published: list[NodeSnapshot] = []
-    collection = Collection(sim.reader, node="sim-mixed", publish=published.append,
-                            timeout=5.0, attributor=attributor,
-                            ledger=WasteLedger(window=WINDOW, busy_threshold=THRESHOLD,
-                                               max_step=3 * INTERVAL),
-                            cluster=sim.node.cluster_view, monotonic=sim.clock)  # fmt: skip
-    yield sim, collection, published
+    collection = Collection(
+        sim.reader,
+        node="sim-mixed",
+        publish=published.append,
+        timeout=5.0,
+        attributor=attributor,
+        ledger=WasteLedger(window=WINDOW, busy_threshold=THRESHOLD, max_step=3 * INTERVAL),
+        engines=EngineSource(
+            EngineScraper(timeout=2.0, max_bytes=8 << 20),
+            wall_clock=lambda: sim.node.wall_start + sim.clock(),
+        ),
+        cluster=sim.node.cluster_view,
+        monotonic=sim.clock,
+    )
+    yield Run(sim, engines, collection, published, [])
+    await collection.close()
+    await engines.stop()
     kubelet.stop()
 
 
@@ -60,17 +97,17 @@ def samples(snapshot: NodeSnapshot, name: str) -> list[tuple[dict[str, str], flo
     return [(s.labels, s.value) for s in family.samples]
 
 
-async def test_tenant_fractions_and_state_seconds_match_the_truth(
-    mixed: tuple[Sim, Collection, list[NodeSnapshot]],
-) -> None:
-    sim, collection, published = mixed
-    times = []
-    for _ in range(STEPS + 1):
-        times.append(sim.clock())
-        await collection.collect_once()
-        sim.clock.advance(INTERVAL)
-    await collection.close()
-    last = published[-1]
+def by_tenant(snapshot: NodeSnapshot, name: str, **only: str) -> defaultdict[str, float]:
+    totals: defaultdict[str, float] = defaultdict(float)
+    for labels, value in samples(snapshot, name):
+        if all(labels[k] == v for k, v in only.items()):
+            totals[labels["tenant"]] += value
+    return totals
+
+
+async def test_tenant_fractions_and_state_seconds_match_the_truth(mixed: Run) -> None:
+    last = await mixed.collect(STEPS)
+    sim, times = mixed.sim, mixed.times
 
     # GPU fractions per tenant: allocation share * the device's GPU fraction
     fraction = {labels["device"]: value for labels, value in
@@ -96,3 +133,41 @@ async def test_tenant_fractions_and_state_seconds_match_the_truth(
     # nothing lost: every device's time is somewhere (a MIG slice in no instance is no device)
     gpus = sum(fraction.values())
     assert sum(seconds.values()) == pytest.approx(gpus * STEPS * INTERVAL, rel=1e-6)
+
+
+async def test_tokens_per_gpu_hour_per_tenant_match_the_truth_through_a_restart(
+    mixed: Run,
+) -> None:
+    last = await mixed.collect(STEPS)
+    sim, start, end = mixed.sim, mixed.times[0], mixed.times[-1]
+    restarted = [p for p in sim.node.scenario.pods if engine_down_times(sim.node, p)]
+    assert restarted and all(start < down < end for p in restarted
+                             for down, _ in engine_down_times(sim.node, p))  # fmt: skip
+
+    # what a recording rule computes: tokens / (GPU-seconds held / 3600), by tenant
+    tokens = by_tenant(last, "gpuwork_tokens")
+    held = defaultdict(float)
+    for (tenant, state), value in _state_seconds(last).items():
+        if state != DeviceState.UNALLOCATED:
+            held[tenant] += value
+    true_tokens = tenant_tokens(sim.node, start, end, kind="total")
+    true_held = tenant_gpu_seconds_held(sim.node, start, end)
+    served = {t for t, n in true_tokens.items() if n > 0}
+    assert served >= {"chat", "ads", "search"}
+    for tenant in served:
+        ours = tokens[tenant] / (held[tenant] / 3600)
+        truth = true_tokens[tenant] / (true_held[tenant] / 3600)
+        assert ours == pytest.approx(truth, rel=0.01), tenant
+    # the restarted engine's counter dropped to 0, ours never did
+    name = restarted[0].name
+    generation = [v for snapshot in mixed.published
+                  for labels, v in samples(snapshot, "gpuwork_tokens")
+                  if labels["pod"] == name and labels["type"] == "generation"]  # fmt: skip
+    assert generation == sorted(generation) and generation[-1] > 0
+
+
+def _state_seconds(snapshot: NodeSnapshot) -> dict[tuple[str, str], float]:
+    seconds: defaultdict[tuple[str, str], float] = defaultdict(float)
+    for labels, value in samples(snapshot, "gpuwork_device_state_seconds"):
+        seconds[(labels["tenant"], labels["state"])] += value
+    return seconds

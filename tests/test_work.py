@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from exporter.simulation.holdings import tenant_gpu_fractions
 from exporter.simulation.loads import activity
 from exporter.simulation.node import SimulatedNode, pod_key
 from exporter.simulation.scenario import PodSpec, Scenario, load_scenario
-from exporter.simulation.truth import tenant_gpu_fractions
 from exporter.simulation.work import (
     GPU_SPEED,
     MEAN_OUTPUT_TOKENS,

@@ -28,8 +28,10 @@ What it does with imperfect bodies:
 - TYPE and HELP lines are not read: a name is trusted to be what the catalog says.
 Counters going backwards (an engine restart) are the caller's business.
 
-Bounds: at most `max_series` matched sample lines are read, at most 16 models per
-engine (the first seen), model names cut at 128 characters. The caller caps the body.
+Bounds: at most `max_series` matched sample lines are read (duplicates included), at
+most 16 models per engine (the first seen), model names cut at 128 characters. The
+caller caps the body's size; the parser holds nothing between calls but a bounded cache
+of label sets it has parsed.
 """
 
 from __future__ import annotations
@@ -158,7 +160,6 @@ def _index(specs: Sequence[EngineSpec]) -> tuple[dict[bytes, tuple[int, bool]], 
 _SPECS: tuple[EngineSpec, ...] = tuple(ENGINES.values())
 _PLANS: tuple[_Plan, ...] = tuple(_plan(spec) for spec in _SPECS)
 _NAMES, _SAMPLE = _index(_SPECS)
-_SHARED = len(_SPECS)
 _NO_LABELS: Mapping[bytes, int] = {}
 _NAN = math.nan
 _INF = math.inf
@@ -177,13 +178,15 @@ def parse_engine(body: bytes, *, max_series: int = MAX_SERIES) -> EngineReading:
     scalars: dict[tuple[bytes, str], list[float]] = {}  # (name, model) -> [sum, max]
     buckets: dict[tuple[bytes, str], dict[float, float]] = {}  # (name, model) -> le -> n
     seen: set[tuple[bytes, bytes | None]] = set()
+    read = 0
     names = _NAMES
     caches = _label_cache
     isfinite = math.isfinite
     for match in _SAMPLE.finditer(text, 0, end):
         eof, name, labels, value_text = match.groups()
-        if eof is not None or len(seen) >= max_series:
+        if eof is not None or read >= max_series:
             break
+        read += 1
         series = (name, labels)
         if series in seen:
             continue

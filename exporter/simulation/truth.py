@@ -1,11 +1,12 @@
 """Ground truth for attribution: who holds what, and the state seconds that follow.
 
-Computed from the scenario and its load profiles alone, never from NVML or the
-exporter: each pod's true mean activity over the state window, on its own share of
-its device, decides its state at each collection; time between collections is
-charged as the exporter documents it (GPU fraction * share, the unallocated rest
-with no tenant). Devices without any activity signal (MIG on a GPU without GPM)
-count a running process as busy, as the exporter must.
+Computed from the scenario alone, never from NVML or the exporter: at each
+collection, a pod whose engine is up is busy when its engine served a token or ran a
+request within the state window (as the engine's own counters show them, restarts
+included); any other pod by its true mean activity over the window on its own share
+of its device. Time between collections is charged as the exporter documents it
+(GPU fraction * share, the unallocated rest with no tenant). Devices without any
+activity signal (MIG on a GPU without GPM) count a running process as busy.
 """
 
 from __future__ import annotations
@@ -14,44 +15,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from itertools import pairwise
 
-from exporter.model import DeviceState
+from exporter.engines.exposition import parse_engine
+from exporter.engines.render import render_exposition
+from exporter.model import DeviceState, ModelStats
+from exporter.simulation.holdings import device_fraction, live_devices
 from exporter.simulation.loads import mean_activity, runs_process
 from exporter.simulation.node import SimulatedNode
-
-_Device = tuple[int, int | None]  # (GPU index, MIG slot or None)
-
-
-def _fraction(node: SimulatedNode, device: _Device, t: float) -> float:
-    index, slot = device
-    if slot is None:
-        return 1.0
-    layout = node.layout(index, t) or ()
-    instance = layout[slot] if slot < len(layout) else None
-    return instance.slices / node.models[index].mig_slices if instance else 0.0
-
-
-def _devices(node: SimulatedNode, t: float) -> list[_Device]:
-    devices: list[_Device] = []
-    for index in range(len(node.specs)):
-        if node.lost(index, t):
-            continue
-        layout = node.layout(index, t)
-        if layout is None:
-            devices.append((index, None))
-        else:
-            devices.extend((index, m.slot) for m in layout if m is not None)
-    return devices
-
-
-def tenant_gpu_fractions(node: SimulatedNode, t: float) -> dict[str, float]:
-    """GPUs each tenant holds at time t: device fraction * share, summed."""
-    held: defaultdict[str, float] = defaultdict(float)
-    for device in _devices(node, t):
-        for tenancy in node.tenants_of(*device):
-            held[tenancy.pod.tenant] += _fraction(node, device, t) * node.holding_share(
-                device[0], tenancy
-            )
-    return dict(held)
+from exporter.simulation.scenario import PodSpec
+from exporter.simulation.work import engine_process_start, engine_stats
 
 
 def tenant_state_seconds(
@@ -61,11 +32,16 @@ def tenant_state_seconds(
     the unallocated rest."""
     seconds: defaultdict[tuple[str, DeviceState], float] = defaultdict(float)
     seed = node.scenario.seed
-    for previous, t in pairwise(times):
+    worked = {
+        f"{pod.namespace}/{pod.name}": engine_worked(node, pod, times)
+        for pod in node.scenario.pods
+        if pod.engine
+    }
+    for k, (previous, t) in enumerate(pairwise(times), start=1):
         since = max(t - window, times[0])
-        for device in _devices(node, t):
+        for device in live_devices(node, t):
             index, slot = device
-            fraction = _fraction(node, device, t)
+            fraction = device_fraction(node, device, t)
             no_signal = slot is not None and not node.models[index].gpm
             held = 0.0
             for tenancy in node.tenants_of(index, slot):
@@ -74,6 +50,12 @@ def tenant_state_seconds(
                 pod = tenancy.pod
                 if not runs_process(pod.load):
                     state = DeviceState.ALLOCATED_NO_PROCESS
+                elif _engine_up(worked, pod, k):
+                    judged = worked[f"{pod.namespace}/{pod.name}"]
+                    recent = [w for t_j, w in zip(times, judged, strict=True)
+                              if t - window < t_j <= t]  # fmt: skip
+                    busy = any(w for w in recent if w is not None)
+                    state = DeviceState.BUSY if busy else DeviceState.ALLOCATED_IDLE
                 elif no_signal:
                     state = DeviceState.BUSY
                 else:
@@ -85,3 +67,39 @@ def tenant_state_seconds(
             free = max(1.0 - held, 0.0)
             seconds[("", DeviceState.UNALLOCATED)] += (t - previous) * fraction * free
     return dict(seconds)
+
+
+def _engine_up(worked: dict[str, list[bool | None]], pod: PodSpec, k: int) -> bool:
+    judged = worked.get(f"{pod.namespace}/{pod.name}")
+    return judged is not None and judged[k] is not None
+
+
+def _served(node: SimulatedNode, pod: PodSpec, t: float) -> ModelStats | None:
+    """What the engine serves at t, as its own exposition says it (fields it lacks: None)."""
+    stats = engine_stats(node, pod, t)
+    if stats is None or pod.engine is None:
+        return None
+    body = render_exposition(pod.engine, stats, process_start_time=0.0)
+    return parse_engine(body).models[0]
+
+
+def engine_worked(node: SimulatedNode, pod: PodSpec, times: Sequence[float]) -> list[bool | None]:
+    """Per collection: whether the engine took in or generated a token since the last
+    collection it answered, or runs a request now; None while it is down."""
+    worked: list[bool | None] = []
+    last: tuple[float, float, float] | None = None  # (process start, prompt, generation)
+    for t in times:
+        stats = _served(node, pod, t)
+        if stats is None:
+            worked.append(None)
+            continue
+        started = engine_process_start(node, pod, t)
+        prompt, generation = stats.prompt_tokens or 0.0, stats.generation_tokens or 0.0
+        grew = False
+        if last is not None:
+            restarted = started != last[0] or prompt < last[1] or generation < last[2]
+            grew = (prompt > 0 or generation > 0) if restarted else (
+                prompt > last[1] or generation > last[2])  # fmt: skip
+        worked.append(grew or (stats.requests_running or 0) > 0)
+        last = (started, prompt, generation)
+    return worked

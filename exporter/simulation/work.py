@@ -32,6 +32,7 @@ from itertools import pairwise
 from typing import Literal
 
 from exporter.model import Histogram, ModelStats
+from exporter.simulation.holdings import tenant_gpu_fractions
 from exporter.simulation.loads import SEGMENT_SECONDS, LoadProfile, activity, segment_activity
 from exporter.simulation.node import SimulatedNode, pod_key
 from exporter.simulation.scenario import (
@@ -41,7 +42,6 @@ from exporter.simulation.scenario import (
     PodSpec,
     parse_device_ref,
 )
-from exporter.simulation.truth import tenant_gpu_fractions
 
 PEAK_GENERATION_TOKENS_PER_SECOND = 2500.0  # one whole H100 at SM activity 1
 GPU_SPEED: Mapping[str, float] = {  # generation speed relative to an H100, per GPU model

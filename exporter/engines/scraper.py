@@ -36,6 +36,7 @@ class EngineTarget:
     namespace: str
     pod: str
     url: str
+    path_annotated: bool = False  # an annotated path is the only one tried
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +57,11 @@ def engine_target(pod: PodMeta) -> EngineTarget | None:
         return None
     host = f"[{address}]" if address.version == 6 else str(address)
     port = _port(pod)
-    path = pod.annotations.get(PATH_ANNOTATION, DEFAULT_PATH)
-    if not _PATH.match(path) or "//" in path or "/../" in f"{path}/":
+    path = pod.annotations.get(PATH_ANNOTATION, "")
+    annotated = bool(_PATH.match(path)) and "//" not in path and "/../" not in f"{path}/"
+    if not annotated:
         path = DEFAULT_PATH
-    return EngineTarget(pod.namespace, pod.name, f"http://{host}:{port}{path}")
+    return EngineTarget(pod.namespace, pod.name, f"http://{host}:{port}{path}", annotated)
 
 
 def _port(pod: PodMeta) -> int:
@@ -86,8 +88,8 @@ class EngineScraper:
         self._max_bytes = max_bytes
         self._monotonic = monotonic
         self._session: aiohttp.ClientSession | None = None
-        # A path the engine's catalog entry gave after /metrics answered 404: per pod, so
-        # trtllm-serve (/prometheus/metrics) needs no annotation after its first scrape.
+        # A path from the engine catalog that answered after /metrics did not (404, or
+        # trtllm-serve's JSON): per pod, so it is found once, not at every scrape.
         self._paths: dict[tuple[str, str], str] = {}
 
     async def scrape(self, targets: Iterable[EngineTarget]) -> list[ScrapeResult]:
@@ -113,15 +115,12 @@ class EngineScraper:
         url = _with_path(target.url, self._paths[key]) if key in self._paths else target.url
         try:
             async with asyncio.timeout(self._timeout):
-                reading = await self._fetch(url)
-                if reading is None and key not in self._paths:  # 404: try the catalog's paths
-                    for path in _other_paths(url):
-                        reading = await self._fetch(_with_path(url, path))
-                        if reading is not None:
-                            self._paths[key] = path
-                            break
-                if reading is None:
-                    raise _ScrapeError("http_404")
+                try:
+                    reading = await self._fetch(url)
+                except (_ScrapeError, ExpositionError) as error:
+                    if target.path_annotated or key in self._paths or not _wrong_path(error):
+                        raise
+                    reading = await self._other_paths(key, url, error)
         except TimeoutError:
             return self._result(target, None, "timeout", started)
         except _ScrapeError as failure:
@@ -132,12 +131,21 @@ class EngineScraper:
             return self._result(target, None, "connection", started)
         return self._result(target, reading, None, started)
 
-    async def _fetch(self, url: str) -> EngineReading | None:
-        """The engine's reading; None on 404. Raises `_ScrapeError` or `ExpositionError`."""
+    async def _other_paths(self, key: tuple[str, str], url: str, error: Exception) -> EngineReading:
+        """The first of the catalog's other paths that serves an engine; else `error`."""
+        for path in _other_paths(url):
+            try:
+                reading = await self._fetch(_with_path(url, path))
+            except (_ScrapeError, ExpositionError):
+                continue
+            self._paths[key] = path
+            return reading
+        raise error
+
+    async def _fetch(self, url: str) -> EngineReading:
+        """The engine's reading. Raises `_ScrapeError` or `ExpositionError`."""
         assert self._session is not None
         async with self._session.get(url, allow_redirects=False) as response:
-            if response.status == 404:
-                return None
             if response.status != 200:
                 raise _ScrapeError(f"http_{response.status}")
             if (response.content_length or 0) > self._max_bytes:
@@ -159,6 +167,13 @@ class _ScrapeError(Exception):
     def __init__(self, kind: str) -> None:
         super().__init__(kind)
         self.kind = kind
+
+
+def _wrong_path(error: Exception) -> bool:
+    """What an engine answers on a path it does not serve metrics on."""
+    if isinstance(error, ExpositionError):
+        return error.kind == "not_metrics"
+    return isinstance(error, _ScrapeError) and error.kind == "http_404"
 
 
 def _with_path(url: str, path: str) -> str:

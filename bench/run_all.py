@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import collection, memory, render
+from bench import attribution, collection, kube_memory, memory, render
 from bench._common import machine
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -36,10 +36,93 @@ def _mark(ok: bool) -> str:
     return "yes" if ok else "**NO**"
 
 
+def _attribution_rows(a: attribution.AttributionBenchResult) -> list[tuple[str, ...]]:
+    return [
+        ("attribution", "CPU per cycle, with / without attribution (paired median)",
+         f"{a.paired_ratio:.2f}", "", ""),
+        ("attribution", "CPU per cycle, core / with attribution (medians)",
+         f"{a.plain_cpu_ms:.2f} ms / {a.with_cpu_ms:.2f} ms", "", ""),
+        ("attribution", "added CPU per cycle (paired median)", f"{a.added_ms:.2f} ms", "", ""),
+        ("attribution", "wall per cycle p50, core / with attribution",
+         f"{a.plain_wall_p50_ms:.2f} ms / {a.with_wall_p50_ms:.2f} ms", "", ""),
+        ("attribution", "join alone: `attribute` + `WasteLedger.update`",
+         f"{a.join_ms:.2f} ms", "", ""),
+        ("attribution", "kubelet round trip alone: `PodResourcesClient.read`, CPU / wall",
+         f"{a.kubelet_cpu_ms:.2f} ms / {a.kubelet_wall_ms:.2f} ms", "", ""),
+        ("attribution", "/metrics render of the attributed snapshot, ours / floor (paired)",
+         f"{a.render_ratio:.3f}", f"<= {render.TARGET_RATIO}",
+         _mark(a.render_ratio <= render.TARGET_RATIO)),
+        ("attribution", "kubelet calls during scrapes", str(a.render_kubelet_calls), "0",
+         _mark(a.render_kubelet_calls == 0)),
+    ]  # fmt: skip
+
+
+def _no_engines_rows(m: memory.MemoryResult) -> list[tuple[str, ...]]:
+    w = m.without_engines
+    if w is None:
+        return []
+    figure = f"without engine scraping: RSS after {memory.COLLECTIONS} collections / growth"
+    return [("memory", figure, f"{w.final_mb:.1f} MB / {w.growth_mb:+.2f} MB", "", "")]
+
+
+def _kube_rows(k: kube_memory.KubeMemoryResult) -> list[tuple[str, ...]]:
+    if k.skipped:
+        return [("kube_memory", "API watch memory for 1,000 pods", f"skipped: {k.skipped}",
+                 "", "")]  # fmt: skip
+    mb = memory.MB
+    return [
+        ("kube_memory", f"child RSS after imports / synced with {k.pods} pods",
+         f"{k.rss_before / mb:.1f} MB / {k.rss_synced / mb:.1f} MB", "", ""),
+        ("kube_memory", "RSS added by the watch, first sync (peak)",
+         f"{k.added_mb:+.1f} MB ({k.hwm_synced / mb:.1f} MB)", "", ""),
+        ("kube_memory", "held by the synced watcher (tracemalloc): in all / per pod",
+         f"{k.held_bytes / 1024:.0f} KiB / {k.per_pod_bytes:.0f} bytes", "", ""),
+        ("kube_memory", f"time to sync {k.pods} pods", f"{k.sync_seconds:.2f} s", "", ""),
+        ("kube_memory", f"RSS after churn (delete + create {k.pods}), vs first sync",
+         f"{k.rss_resynced / mb:.1f} MB ({k.churn_growth_mb:+.1f} MB)",
+         f"<= {memory.GROWTH_LIMIT_MB:+.1f} MB",
+         _mark(k.churn_growth_mb <= memory.GROWTH_LIMIT_MB)),
+    ]  # fmt: skip
+
+
+def _kube_section(k: kube_memory.KubeMemoryResult) -> str:
+    if k.skipped:
+        return f"Skipped in this run: {k.skipped}."
+    mb = memory.MB
+    per_pod = k.list_bytes / k.pods / 1024
+    return f"""\
+The node's pod LIST answer (what the first sync decodes) was {k.list_bytes / mb:.1f} MB of
+JSON, {per_pod:.1f} KiB per pod (managed fields included, as the API server
+sends them); creating and running the {k.pods} pods took the parent {k.create_seconds:.1f} s.
+The watcher holds {k.namespaces} namespaces and applied {k.events} watch events through the
+churn; errors: {k.errors or "none"}.
+
+| child process | RSS MB | peak (VmHWM) MB |
+|---|---:|---:|
+| after imports, before the watcher | {k.rss_before / mb:.1f} | |
+| synced: {k.pods} pods from the first LIST | {k.rss_synced / mb:.1f} | {k.hwm_synced / mb:.1f} |
+| all {k.pods} pods deleted, seen by the watch | {k.rss_empty / mb:.1f} | |
+| {k.pods} new pods created, seen by the watch | {k.rss_resynced / mb:.1f} | \
+{k.hwm_resynced / mb:.1f} (since the first sync) |
+
+A synced watcher, its connection closed, holds {k.held_bytes / 1024:.0f} KiB under
+tracemalloc (store and view); one on a node without pods holds
+{k.held_empty_bytes / 1024:.0f} KiB (namespaces and fixed parts), so a pod costs
+{k.per_pod_bytes:.0f} bytes. RSS is far above that after the first sync: the LIST is
+decoded whole (`json.loads` of the {k.list_bytes / mb:.1f} MB answer) and the objects the
+store keeps (its strings are the decoded tree's own) lie among the tree's in the
+allocator's arenas, so freeing the tree gives little back. With the pods deleted those
+arenas empty and RSS falls; the store rebuilt from watch events, one object at a time,
+costs little. The peak of the churn is its own (VmHWM reset after the first sync).
+Every re-list (after 410 Gone or an API server outage) decodes a whole answer again."""
+
+
 def markdown(
     r: render.RenderResult,
     c: collection.CollectionResult,
+    a: attribution.AttributionBenchResult,
     m: memory.MemoryResult,
+    k: kube_memory.KubeMemoryResult,
     seconds: float,
 ) -> str:
     info = machine()
@@ -63,14 +146,19 @@ def markdown(
         ("collection", "share of cycle inside simulated NVML", f"{c.simulator_share:.0%}", "", ""),
         ("collection", "cycle time outside simulated NVML / of it build_families",
          f"{c.own_ms:.2f} ms / {c.build_families_ms:.2f} ms", "", ""),
+        *_attribution_rows(a),
         ("memory", f"RSS after {memory.COLLECTIONS} collections",
          f"{m.final_mb:.1f} MB", f"<= {memory.TARGET_MB:.0f} MB",
          _mark(m.final_mb <= memory.TARGET_MB)),
         ("memory", f"RSS growth, collection 200 -> {memory.COLLECTIONS}",
          f"{m.growth_mb:+.2f} MB", f"<= {memory.GROWTH_LIMIT_MB:+.1f} MB",
          _mark(m.growth_mb <= memory.GROWTH_LIMIT_MB)),
+        *_no_engines_rows(m),
         ("memory", "RSS after imports, before any collection",
          f"{m.baseline_rss_bytes / memory.MB:.1f} MB", "", ""),
+        ("memory", "of the imports, grpc + protobuf (the kubelet client)",
+         f"{m.grpc_mb:+.1f} MB", "", ""),
+        *_kube_rows(k),
     ]  # fmt: skip
     rows = "\n".join(f"| {b} | {f} | {v} | {t} | {ok} |" for b, f, v, t, ok in figures)
     return f"""# Benchmark results
@@ -82,7 +170,8 @@ file. Edit the text in `bench/run_all.py`, not here.
 - Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; commit {_commit()}; run took {seconds:.0f} s
 - Machine: nproc {info["nproc"]}, {info["cpu"]}, {info["platform"]}
 - Python {info["python"]}, prometheus_client {version("prometheus_client")}, \
-aiohttp {version("aiohttp")}, nvidia-ml-py {version("nvidia-ml-py")}
+aiohttp {version("aiohttp")}, nvidia-ml-py {version("nvidia-ml-py")}, \
+grpcio {version("grpcio")}, protobuf {version("protobuf")}
 - Node: the simulated `dense-h100` scenario (8x H100, 7x 1g.10gb MIG each: 56 devices) \
 unless said otherwise; the simulated clock moves 10 s per collection.
 
@@ -126,18 +215,79 @@ per round for {collection.SCALING_ROUNDS} rounds; figures are medians.
 
 {collection.scaling_table(c.scaling)}
 
+## attribution: cycle cost with pod attribution (`bench/attribution.py`)
+
+Two simulated dense-h100 nodes ({a.devices} devices; {a.holdings} pods holding them, {a.tenants}
+tenants), each with its own manual clock moving 10 s per cycle. One `Collection` reads NVML
+only (the core); the other also runs attribution as `serve` builds it with the default
+settings (`build_attributor`, `build_ledger`): the real `PodResourcesClient` over gRPC to a
+`FakeKubelet` on a unix socket, the real `ProcessPods` over a written /proc, the default
+tenant rules, and the `WasteLedger` (on the node's clock). Engine scraping, a source of its
+own, is off on both.
+They alternate core, attributed, attributed, core for {a.rounds} rounds after
+{attribution.WARMUP} warm-up cycles each. CPU is `time.process_time`: the worker thread counts,
+and so do the fake kubelet's gRPC server threads, which run in this process; the "with"
+figure therefore overestimates what a real node's exporter spends (it does not build the
+kubelet's answers). The ratio and the added time are medians of per-round figures.
+
+The parts were then timed alone on the last reading, one call of each per round
+({attribution.PART_REPEATS} rounds, median CPU). What the parts do not cover is spent where no
+part was timed alone: the collection's second hop to the worker thread, switches between
+it, the event loop and the gRPC threads, and the garbage collection of more objects.
+
+{attribution.parts_table(a)}
+
+A scrape does no attribution work: `SnapshotCollector.collect` returns the list built at the
+end of the cycle. Rendering `/metrics` ({attribution.RENDER_ROUNDS} ABBA rounds) of the
+attributed snapshot took {a.render_with_ms:.2f} ms for {a.samples_with} `gpuwork_*` samples,
+against {a.render_floor_ms:.2f} ms for its families prebuilt (ours / floor
+{a.render_ratio:.3f}), and {a.render_plain_ms:.2f} ms for the core snapshot's
+{a.samples_plain}: the difference is the extra samples. The fake kubelet answered
+{a.render_kubelet_calls} calls during all the renders.
+
 ## memory: resident memory over {memory.COLLECTIONS} collections (`bench/memory.py`)
 
-A fresh `python -m bench.memory --child` process builds the dense-h100 node,
-a `Collection` and the `/metrics` registry, then runs {memory.COLLECTIONS} cycles of
-`collect_once` plus a `generate_latest` render, sampling VmRSS, Python's
-allocated block count and the simulated NVML's outstanding GPM samples every
-{memory.EVERY} collections. "Not growing" is taken as at most
-{memory.GROWTH_LIMIT_MB:.0f} MB of RSS growth from collection 200 to {memory.COLLECTIONS}.
-Most of the RSS is imports (asyncio with ssl, aiohttp, pydantic, prometheus_client), present
-before the first collection.
+A fresh `python -m bench.memory --child` process builds what
+`gpuwork-exporter --simulate dense-h100` builds: the simulated node's sources
+(`pod_sources`: the fake kubelet on a unix socket, a written /proc, and the engines as HTTP
+servers on the pods' loopback addresses), a `Collection` as `serve` makes it (attributor,
+ledger and engine scraping from `build_attributor`, `build_ledger`, `build_engines`; on the
+node's manual clock), the `/metrics` registry and the web app on a loopback port. It then
+runs {memory.COLLECTIONS} cycles of `collect_once` plus a `generate_latest` render, sampling
+VmRSS, Python's allocated block count and the simulated NVML's outstanding GPM samples
+every {memory.EVERY} collections; a second fresh child does the same without engine
+scraping (`--no-engines`: the engines still serve, nobody asks them). "Not growing" is
+taken as at most {memory.GROWTH_LIMIT_MB:.0f} MB of RSS growth from collection 200 to \
+{memory.COLLECTIONS}.
+The {memory.TARGET_MB:.0f} MB target is \
+{"met" if m.final_mb <= memory.TARGET_MB else "not met"}; it was set before the kubelet
+client, whose grpc and protobuf imports alone add {m.grpc_mb:.1f} MB, and is left as it was.
+RSS was {m.sources_rss_bytes / memory.MB:.1f} MB once the simulated sources served, before the
+first collection. The fake kubelet's gRPC server and the engines' HTTP servers are part of
+`--simulate`, in this process, not of a real node's exporter; a real node's exporter
+instead keeps the Kubernetes API watch (see kube_memory).
 
 {memory.samples_table(m)}
+
+Most of the RSS is imports, present before the first collection:
+
+{memory.imports_table(m)}
+
+## kube_memory: the API watch with 1,000 pods on the node (`bench/kube_memory.py`)
+
+A real etcd and kube-apiserver v1.20 on loopback (`tests/kube_cluster.py`; the binary from
+`$GPUWORK_KUBE_APISERVER` or `make kube-apiserver`'s cache, never built here). The parent
+creates {kube_memory.PODS} pods bound to the node (`spec.nodeName` set; Helm-style labels,
+seven annotations, an init container and three containers with five named ports, an owner
+reference, and a kubelet-like running status), {kube_memory.OTHER_PODS} on another node,
+spread over {kube_memory.NAMESPACES} tenant namespaces. A fresh
+`python -m bench.kube_memory --child` process imports the exporter (`exporter.cli`) and runs a
+`ClusterWatcher` with the exporter's own token (RBAC from `deploy/rbac.yaml`) and the
+default tenant rules' label keys until it holds every pod running. The parent then deletes
+the {kube_memory.PODS} pods and creates {kube_memory.PODS} new ones; the child samples RSS
+once the watcher has seen each. Last, the child syncs two new watchers under tracemalloc.
+
+{_kube_section(k)}
 """
 
 
@@ -149,10 +299,16 @@ def main() -> None:
     print("== collection", flush=True)
     c = collection.run()
     print(collection.summary(c), flush=True)
+    print("== attribution", flush=True)
+    a = attribution.run()
+    print(attribution.summary(a), flush=True)
     print("== memory (fresh process)", flush=True)
     m = memory.run()
     print(memory.summary(m), flush=True)
-    text = markdown(r, c, m, time.perf_counter() - started)
+    print("== kube memory (real kube-apiserver, fresh process)", flush=True)
+    k = kube_memory.run()
+    print(kube_memory.summary(k), flush=True)
+    text = markdown(r, c, a, m, k, time.perf_counter() - started)
     if "--no-write" not in sys.argv[1:]:
         RESULTS.write_text(text)
         print(f"== wrote {RESULTS}")

@@ -1,0 +1,530 @@
+"""The recording rules in rules/useful-work.rules.yml, checked with promtool.
+
+(a) `promtool check rules` accepts the file.
+(b) Make both agree: the exporter runs end to end on the simulated `mixed` node, priced,
+for an hour and a bit (the real pieces, as in test_truth.py). The samples it serves after
+each collection become the input of a promtool unit test, which evaluates every rule at
+the end; each must give what an independent Python reading of the same samples gives
+(Prometheus's `increase()` extrapolation included). The Python reading in turn matches
+the scenario's ground truth: tokens per GPU-hour per tenant within 1%.
+(c) The same agreement on a synthetic history with what the mixed node lacks (a pod on
+two GPU models serving two models, a counter reset, pods and devices that come and go).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import subprocess
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+import yaml
+
+from exporter.attributor import Attributor
+from exporter.collection import Collection
+from exporter.engines.scraper import EngineScraper
+from exporter.engines.source import EngineSource
+from exporter.kubelet import PodResourcesClient
+from exporter.ledger import WasteLedger
+from exporter.metrics import build_families
+from exporter.model import DeviceState, NodeSnapshot
+from exporter.processes import ProcessPods
+from exporter.simulation.engines import SimulatedEngines
+from exporter.simulation.fake_kubelet import FakeKubelet
+from exporter.simulation.proc import write_proc_root
+from exporter.simulation.work import tenant_gpu_seconds_held, tenant_tokens
+from exporter.tenancy import DEFAULT_TENANT_RULES, parse_tenant_rules
+from tests.conftest import make_sim
+from tests.test_metrics import promtool
+from tests.test_truth import INTERVAL, THRESHOLD, WINDOW, Run
+
+RULES = Path(__file__).parents[1] / "rules" / "useful-work.rules.yml"
+PRICES = (("*H100*", 4.0), ("*H200*", 5.0), ("*A100*", 2.0), ("*", 1.0))
+SERIES = {  # what the rules read
+    "gpuwork_tokens_total",
+    "gpuwork_engine_requests_finished_total",
+    "gpuwork_device_state_seconds_total",
+    "gpuwork_device_allocation",
+    "gpuwork_device_gpu_fraction",
+    "gpuwork_device_hourly_cost",
+    "gpuwork_device_info",
+    "gpuwork_gpu_info",
+}
+WASTE = {DeviceState.ALLOCATED_IDLE, DeviceState.ALLOCATED_NO_PROCESS}
+
+# Samples at 0, 10, ..., 3700 s of promtool's time. Rules are evaluated every 65 s, so at
+# 3705 s: the hour (105, 3705] lies inside the data and its edges fall between samples,
+# where Prometheus 2 (closed range) and 3 (left-open range) select the same samples.
+STEPS = 371
+EVAL_INTERVAL, EVAL, RANGE, LOOKBACK = 65, 3705, 3600, 300
+START = EVAL - RANGE
+
+Labels = tuple[tuple[str, str], ...]  # sorted, without empty values (Prometheus drops them)
+Points = list[tuple[float, float]]
+Result = dict[Labels, float]
+
+
+def labelled(**labels: str) -> Labels:
+    return tuple(sorted((k, str(v)) for k, v in labels.items() if v))
+
+
+# -- the exporter, priced ------------------------------------------------------------------
+
+
+@pytest.fixture
+async def priced(tmp_path: Path) -> AsyncIterator[Run]:
+    """test_truth's `mixed` run, with prices per GPU model."""
+    sim = make_sim("mixed", start=1.0)
+    write_proc_root(sim.node, tmp_path / "proc")
+    kubelet = FakeKubelet(str(tmp_path / "kubelet.sock"),
+                          lambda: sim.node.kubelet_devices(sim.clock()))  # fmt: skip
+    kubelet.start()
+    engines = SimulatedEngines(sim.node, poll_seconds=0)
+    await engines.start()
+    attributor = Attributor(
+        PodResourcesClient(kubelet.socket_path, timeout=2.0, monotonic=sim.clock),
+        ProcessPods(str(tmp_path / "proc")),
+        parse_tenant_rules(DEFAULT_TENANT_RULES),
+        keep_last=300.0,
+        monotonic=sim.clock,
+    )
+    published: list[NodeSnapshot] = []
+    collection = Collection(
+        sim.reader,
+        node="sim-mixed",
+        publish=published.append,
+        timeout=5.0,
+        attributor=attributor,
+        ledger=WasteLedger(window=WINDOW, busy_threshold=THRESHOLD, max_step=3 * INTERVAL),
+        engines=EngineSource(
+            EngineScraper(timeout=2.0, max_bytes=8 << 20),
+            wall_clock=lambda: sim.node.wall_start + sim.clock(),
+        ),
+        cluster=sim.node.cluster_view,
+        monotonic=sim.clock,
+        prices=PRICES,
+    )
+    yield Run(sim, engines, collection, published, [])
+    await collection.close()
+    await engines.stop()
+    kubelet.stop()
+
+
+def exposed(snapshot: NodeSnapshot) -> dict[tuple[str, Labels], float]:
+    """The samples of SERIES the exporter serves for one snapshot."""
+    return {
+        (s.name, labelled(**s.labels)): s.value
+        for family in build_families(snapshot)
+        for s in family.samples
+        if s.name in SERIES
+    }
+
+
+async def record(run: Run) -> dict[tuple[str, Labels], list[float | None]]:
+    """Every series over STEPS collections, INTERVAL apart; None where it was not served."""
+    history: defaultdict[tuple[str, Labels], list[float | None]] = defaultdict(
+        lambda: [None] * STEPS
+    )
+    for step in range(STEPS):
+        await run.collect(0)  # one collection, then the clock moves on
+        for key, value in exposed(run.published[-1]).items():
+            history[key][step] = value
+    return dict(history)
+
+
+# -- PromQL, the little the rules use, read independently ---------------------------------
+
+
+def increase(points: Points) -> float | None:
+    """`increase(x[RANGE])` at EVAL over a window's points: Prometheus's extrapolatedRate."""
+    if len(points) < 2:
+        return None
+    (first_t, first), (last_t, last) = points[0], points[-1]
+    result = last - first + sum(a for (_, a), (_, b) in pairwise(points) if b < a)  # resets
+    sampled = last_t - first_t
+    average = sampled / (len(points) - 1)
+    to_start, to_end = first_t - START, EVAL - last_t
+    if result > 0 and first >= 0:  # a counter is never extrapolated below zero
+        to_start = min(to_start, sampled * first / result)
+    threshold = 1.1 * average
+    to_start = to_start if to_start < threshold else average / 2
+    to_end = to_end if to_end < threshold else average / 2
+    return result * (sampled + to_start + to_end) / sampled
+
+
+class Samples:
+    """The recorded history, read at EVAL as PromQL reads it."""
+
+    def __init__(self, history: Mapping[tuple[str, Labels], list[float | None]]) -> None:
+        self.points: dict[tuple[str, Labels], Points] = {
+            key: [(i * INTERVAL, v) for i, v in enumerate(values) if v is not None]
+            for key, values in history.items()
+        }
+
+    def _select(self, name: str, since: float) -> Iterator[tuple[dict[str, str], Points]]:
+        for (n, labels), points in self.points.items():
+            inside = [(t, v) for t, v in points if since < t <= EVAL]
+            if n == name and inside:
+                yield dict(labels), inside
+
+    def window(self, name: str) -> Iterator[tuple[dict[str, str], Points]]:
+        """`name[1h]`"""
+        return self._select(name, START)
+
+    def last(self, name: str) -> Iterator[tuple[dict[str, str], float]]:
+        """`last_over_time(name[1h])`"""
+        return ((labels, points[-1][1]) for labels, points in self._select(name, START))
+
+    def now(self, name: str) -> Iterator[tuple[dict[str, str], float]]:
+        """`name`, an instant vector (5 minutes' lookback)"""
+        return ((labels, points[-1][1]) for labels, points in self._select(name, EVAL - LOOKBACK))
+
+
+def sum_by(rows: Iterable[tuple[Mapping[str, str], float]], *names: str) -> Result:
+    totals: defaultdict[Labels, float] = defaultdict(float)
+    for labels, value in rows:
+        totals[labelled(**{n: labels.get(n, "") for n in names})] += value
+    return dict(totals)
+
+
+def ratio(numerator: Result, denominator: Result, scale: float = 1.0) -> Result:
+    """`numerator / (denominator > 0) * scale`"""
+    return {
+        k: v / denominator[k] * scale for k, v in numerator.items() if denominator.get(k, 0) > 0
+    }
+
+
+def expected_rules(samples: Samples) -> dict[str, Result]:
+    """What each rule should record at EVAL, computed here from the same samples."""
+    model_of_gpu = {lb["gpu_uuid"]: lb["model_name"] for lb, _ in samples.last("gpuwork_gpu_info")}
+    where = {  # device -> (node, GPU model)
+        lb["device"]: (lb["node"], model_of_gpu[lb["gpu_uuid"]])
+        for lb, _ in samples.last("gpuwork_device_info")
+        if lb["gpu_uuid"] in model_of_gpu
+    }
+    fraction = {lb["device"]: v for lb, v in samples.last("gpuwork_device_gpu_fraction")}
+    gpu_hour = {  # price of one GPU-hour of each device's GPU model
+        lb["device"]: v / fraction[lb["device"]]
+        for lb, v in samples.last("gpuwork_device_hourly_cost")
+        if lb["device"] in fraction
+    }
+
+    # per pod
+    tokens: list[tuple[dict[str, str], float]] = []
+    for labels, points in samples.window("gpuwork_tokens_total"):
+        if (n := increase(points)) is not None:
+            tokens.append((labels, n))
+    held: list[tuple[dict[str, str], float]] = []  # GPU-seconds, with node and model_name
+    spent: list[tuple[dict[str, str], float]] = []  # their cost
+    for labels, points in samples.window("gpuwork_device_state_seconds_total"):
+        device = labels["device"]
+        if labels["state"] == DeviceState.UNALLOCATED or (n := increase(points)) is None:
+            continue
+        if device in where:
+            node, model_name = where[device]
+            held.append(({**labels, "node": node, "model_name": model_name}, n))
+        if device in gpu_hour:
+            spent.append((labels, n * gpu_hour[device] / 3600))
+    wasted_held = [(labels, v) for labels, v in held if labels["state"] in WASTE]
+    wasted_spent = [(labels, v) for labels, v in spent if labels["state"] in WASTE]
+    requests = [
+        (labels, n)
+        for labels, points in samples.window("gpuwork_engine_requests_finished_total")
+        if (n := increase(points)) is not None
+    ]
+
+    pod = ("namespace", "pod", "tenant")
+    pod_tokens, pod_held = sum_by(tokens, *pod), sum_by(held, *pod)
+    tenant_tokens, tenant_held = sum_by(tokens, "tenant"), sum_by(held, "tenant")
+    tenant_cost = sum_by(spent, "tenant")
+    tenant_requests = sum_by(requests, "tenant")
+
+    # by the engine's model: each pod's GPU-seconds split evenly among its models
+    pod_models: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
+    for labels, _ in tokens:
+        pod_models[(labels["namespace"], labels["pod"])].add(labels.get("model", ""))
+    seconds_of_pod = {(dict(k)["namespace"], dict(k)["pod"]): v for k, v in pod_held.items()}
+    model_held: defaultdict[Labels, float] = defaultdict(float)
+    for key, models in pod_models.items():
+        for model in models:
+            if key in seconds_of_pod:
+                model_held[labelled(model=model)] += seconds_of_pod[key] / len(models)
+
+    # by GPU model and by node: each pod's tokens split as its GPU-seconds were
+    def where_tokens_went(label: str) -> Result:
+        tokens_of_pod = sum_by(tokens, "namespace", "pod")
+        whole = sum_by(held, "namespace", "pod")
+        parts = sum_by(held, "namespace", "pod", label)
+        out: defaultdict[Labels, float] = defaultdict(float)
+        for key, seconds in parts.items():
+            labels = dict(key)
+            of_pod = labelled(namespace=labels["namespace"], pod=labels["pod"])
+            if of_pod in tokens_of_pod and seconds > 0:  # then whole[of_pod] > 0 too
+                share = seconds / whole[of_pod]
+                out[labelled(**{label: labels.get(label, "")})] += tokens_of_pod[of_pod] * share
+        return ratio(dict(out), sum_by(held, label), 3600)
+
+    hourly_cost = {lb["device"]: v for lb, v in samples.now("gpuwork_device_hourly_cost")}
+    holding = [
+        (labels, share * hourly_cost[labels["device"]])
+        for labels, share in samples.now("gpuwork_device_allocation")
+        if labels["device"] in hourly_cost
+    ]
+
+    return {
+        "device:gpuwork_device_gpu_model:last1h": {
+            labelled(device=d, node=node, model_name=m): 1.0 for d, (node, m) in where.items()
+        },
+        "device:gpuwork_gpu_hourly_cost:last1h": {
+            labelled(device=d): v for d, v in gpu_hour.items()
+        },
+        "namespace_pod_model:gpuwork_tokens:increase1h": sum_by(tokens, *pod, "model"),
+        "namespace_pod_state:gpuwork_device_state_seconds:increase1h": sum_by(
+            held, *pod, "state", "node", "model_name"
+        ),
+        "namespace_pod_state:gpuwork_cost:increase1h": sum_by(spent, *pod, "state"),
+        "namespace_pod:gpuwork_tokens_per_gpu_hour:ratio_rate1h": ratio(pod_tokens, pod_held, 3600),
+        "tenant:gpuwork_tokens:increase1h": tenant_tokens,
+        "tenant:gpuwork_gpu_seconds_held:increase1h": tenant_held,
+        "tenant:gpuwork_tokens_per_gpu_hour:ratio_rate1h": ratio(tenant_tokens, tenant_held, 3600),
+        "model:gpuwork_tokens_per_gpu_hour:ratio_rate1h": ratio(
+            sum_by(tokens, "model"), dict(model_held), 3600
+        ),
+        "model_name:gpuwork_tokens_per_gpu_hour:ratio_rate1h": where_tokens_went("model_name"),
+        "node:gpuwork_tokens_per_gpu_hour:ratio_rate1h": where_tokens_went("node"),
+        "tenant:gpuwork_gpu_seconds_wasted:increase1h": sum_by(wasted_held, "tenant"),
+        "tenant:gpuwork_hourly_cost:sum": sum_by(holding, "tenant"),
+        "tenant:gpuwork_cost:increase1h": tenant_cost,
+        "tenant:gpuwork_cost_wasted:increase1h": sum_by(wasted_spent, "tenant"),
+        "tenant:gpuwork_cost_per_million_tokens:ratio_rate1h": ratio(
+            tenant_cost, tenant_tokens, 1e6
+        ),
+        "tenant:gpuwork_engine_requests_finished:increase1h": tenant_requests,
+        "tenant:gpuwork_cost_per_request:ratio_rate1h": ratio(tenant_cost, tenant_requests),
+    }
+
+
+# -- promtool's side -------------------------------------------------------------------------
+
+
+def series(name: str, labels: Labels) -> str:
+    return name + "{" + ", ".join(f"{k}={json.dumps(v)}" for k, v in labels) + "}"
+
+
+def number(value: float) -> str:
+    assert math.isfinite(value), value
+    return repr(value)  # the shortest text that reads back as the same float
+
+
+def agrees(rule: str) -> str:
+    """A PromQL expression that is empty when the rule recorded exactly the expected series,
+    each within 1e-9 of its expected value (relative, or absolute near 0)."""
+    want = f'gpuwork_test_expected{{rule="{rule}"}}'
+    return (
+        f"(abs({rule} - ignoring (rule) {want}) > ignoring (rule) 1e-9 * (abs({want}) + 1))"
+        f" or ({rule} unless ignoring (rule) {want})"
+        f" or ({want} unless ignoring (rule) {rule})"
+    )
+
+
+def unit_test(
+    history: Mapping[tuple[str, Labels], list[float | None]], expected: Mapping[str, Result]
+) -> dict[str, object]:
+    inputs = [
+        {"series": series(name, labels),
+         "values": " ".join("_" if v is None else number(v) for v in values)}
+        for (name, labels), values in sorted(history.items())
+    ]  # fmt: skip
+    at_the_end = f"_x{STEPS - 1} "  # promtool reads it at EVAL, within its lookback
+    inputs += [
+        {"series": series("gpuwork_test_expected", (("rule", rule), *labels)),
+         "values": at_the_end + number(value)}
+        for rule, results in expected.items()
+        for labels, value in results.items()
+    ]  # fmt: skip
+    return {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": f"{EVAL_INTERVAL}s",
+        "tests": [
+            {
+                "interval": f"{INTERVAL:g}s",
+                "input_series": inputs,
+                "promql_expr_test": [
+                    {"expr": agrees(rule), "eval_time": f"{EVAL}s", "exp_samples": []}
+                    for rule in expected
+                ],
+            }
+        ],
+    }
+
+
+def promtool_agrees(
+    tool: str,
+    history: Mapping[tuple[str, Labels], list[float | None]],
+    expected: Mapping[str, Result],
+    where: Path,
+) -> None:
+    """promtool evaluates every rule on `history`; each gives the expected series."""
+    recorded = [
+        r["record"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]
+    ]
+    assert sorted(recorded) == sorted(expected)  # every rule is checked...
+    assert all(expected.values()), [r for r, results in expected.items() if not results]
+    test_file = where / "useful-work.test.yml"  # ... on something
+    test_file.write_text(json.dumps(unit_test(history, expected)))  # JSON is YAML
+    result = subprocess.run(
+        [tool, "test", "rules", str(test_file)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-6000:]
+
+
+# -- the tests -------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_promtool_accepts_the_rules() -> None:
+    result = subprocess.run(
+        [promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.integration
+async def test_the_rules_give_what_the_samples_and_the_truth_give(
+    priced: Run, tmp_path: Path
+) -> None:
+    tool = promtool()
+    history = await record(priced)
+    expected = expected_rules(Samples(history))
+
+    await asyncio.to_thread(promtool_agrees, tool, history, expected, tmp_path)
+
+    # the Python side agrees with the truth over the same hour of the simulation
+    sim = priced.sim
+    t0 = priced.times[0]  # promtool's time 0
+    true_tokens = tenant_tokens(sim.node, t0 + START, t0 + EVAL, kind="total")
+    true_held = tenant_gpu_seconds_held(sim.node, t0 + START, t0 + EVAL)
+    ours = {dict(k)["tenant"]: v for k, v in
+            expected["tenant:gpuwork_tokens_per_gpu_hour:ratio_rate1h"].items()}  # fmt: skip
+    truth = {t: true_tokens.get(t, 0.0) / (held / 3600) for t, held in true_held.items()}
+    assert {t for t, v in ours.items() if v > 0} >= {"chat", "ads", "search"}
+    for tenant, value in ours.items():
+        assert value == pytest.approx(truth[tenant], rel=0.01), (tenant, ours, truth)
+    assert ours["research"] == truth["research"] == 0  # engines that never served
+    assert "batch" not in ours  # no engine: no tokens per GPU-hour, rather than 0
+    (node,) = expected["node:gpuwork_tokens_per_gpu_hour:ratio_rate1h"].values()
+    whole = sum(true_tokens.values()) / (sum(true_held.values()) / 3600)
+    assert node == pytest.approx(whole, rel=0.01)
+
+    # two roads to a tenant's cost agree: GPU-seconds held x price per GPU-hour over the
+    # hour, and allocation x device price now (nobody came or went in the hour)
+    cost = expected["tenant:gpuwork_cost:increase1h"]
+    for key, per_hour in expected["tenant:gpuwork_hourly_cost:sum"].items():
+        assert cost[key] == pytest.approx(per_hour, rel=0.005), key
+    wasted = expected["tenant:gpuwork_cost_wasted:increase1h"]
+    assert wasted[labelled(tenant="research")] == pytest.approx(cost[labelled(tenant="research")])
+    assert 0 < sum(wasted.values()) < sum(cost.values())
+
+
+def synthetic() -> dict[tuple[str, Labels], list[float | None]]:
+    """What the mixed node lacks: a pod on two GPU models serving two models, a counter
+    reset, a pod and its device gone mid-hour, a pod come mid-hour, two nodes."""
+    history: dict[tuple[str, Labels], list[float | None]] = {}
+
+    def put(name: str, value: Callable[[int], float], since: int = 0, until: int = STEPS,
+            **labels: str) -> None:  # fmt: skip
+        history[(name, labelled(**labels))] = [
+            value(i) if since <= i < until else None for i in range(STEPS)
+        ]
+
+    gpus = {  # device: (gpu, model, node, fraction, price per GPU-hour, steps it lives)
+        "GPU-a": ("GPU-a", "NVIDIA H100 80GB HBM3", "n1", 1.0, 4.0, (0, STEPS)),
+        "MIG-b": ("GPU-b", "NVIDIA A100-SXM4-80GB", "n1", 3 / 7, 2.0, (0, STEPS)),
+        "GPU-c": ("GPU-c", "NVIDIA L4", "n2", 1.0, 1.0, (0, 200)),
+        "GPU-d": ("GPU-d", "NVIDIA H200", "n2", 1.0, 5.0, (0, STEPS)),
+    }
+    for device, (gpu, model, node, fraction, price, (since, until)) in gpus.items():
+        put("gpuwork_gpu_info", lambda i: 1, since, until, gpu_uuid=gpu, model_name=model,
+            node=node, mig_mode="enabled" if device[0] == "M" else "disabled")  # fmt: skip
+        put("gpuwork_device_info", lambda i: 1, since, until, device=device, gpu_uuid=gpu,
+            node=node)  # fmt: skip
+        put("gpuwork_device_gpu_fraction", lambda i, f=fraction: f, since, until, device=device)
+        put("gpuwork_device_hourly_cost", lambda i, c=price * fraction: c, since, until,
+            device=device)  # fmt: skip
+
+    def holds(pod: str, tenant: str, device: str, since: int = 0, until: int = STEPS,
+              idle: range = range(0), no_process: range = range(0)) -> None:  # fmt: skip
+        """The pod holds the device from step `since` to `until`: busy but in those steps."""
+        gpu_seconds = INTERVAL * gpus[device][3]
+        ids = {"namespace": tenant, "pod": pod, "tenant": tenant}
+        put("gpuwork_device_allocation", lambda i: 1, since, until, device=device,
+            container="main", **ids)  # fmt: skip
+
+        def charged(steps: range) -> Callable[[int], float]:  # GPU-seconds up to step i
+            return lambda i: gpu_seconds * sum(since < j <= i for j in steps)
+
+        waiting, absent = charged(idle), charged(no_process)
+        states = {
+            "busy": lambda i: gpu_seconds * (i - since) - waiting(i) - absent(i),
+            "allocated_idle": waiting,
+            "allocated_no_process": absent,
+        }
+        for state, seconds in states.items():
+            put("gpuwork_device_state_seconds_total", seconds, since, until, device=device,
+                state=state, **ids)  # fmt: skip
+
+    def serves(pod: str, tenant: str, model: str, tokens: Callable[[int], float],
+               since: int = 0, until: int = STEPS) -> None:  # fmt: skip
+        ids = {"namespace": tenant, "pod": pod, "tenant": tenant, "model": model}
+        for kind, scale in (("generation", 1.0), ("prompt", 4.0)):
+            put("gpuwork_tokens_total", lambda i, s=scale: s * tokens(i), since, until, type=kind,
+                engine="vllm", **ids)  # fmt: skip
+        put("gpuwork_engine_requests_finished_total", lambda i: tokens(i) / 200, since, until,
+            engine="vllm", **ids)  # fmt: skip
+
+    holds("p1", "t1", "GPU-a", idle=range(100, 130))
+    holds("p1", "t1", "MIG-b")
+    serves("p1", "t1", "m1", lambda i: 50.0 * (i if i < 250 else i - 250))  # reset at 250
+    serves("p1", "t1", "m2", lambda i: 30.0 * i)
+    holds("p2", "t2", "GPU-c", until=200, no_process=range(40, 90))
+    serves("p2", "t2", "m1", lambda i: 40.0 * i, until=200)
+    holds("p3", "t2", "GPU-d", since=150, idle=range(150, 200))
+    serves("p3", "t2", "", lambda i: 1000 + 20.0 * (i - 150), since=150)  # TGI: no model
+    put("gpuwork_device_state_seconds_total", lambda i: INTERVAL * min(i, 150),
+        device="GPU-d", state="unallocated")  # fmt: skip
+    return history
+
+
+@pytest.mark.integration
+def test_the_rules_split_and_join_as_python_does(tmp_path: Path) -> None:
+    tool = promtool()
+    history = synthetic()
+    expected = expected_rules(Samples(history))
+    promtool_agrees(tool, history, expected, tmp_path)
+
+    # p1 alone ran on GPU-a and MIG-b: both GPU models show its tokens per GPU-hour
+    per_pod = expected["namespace_pod:gpuwork_tokens_per_gpu_hour:ratio_rate1h"]
+    p1 = per_pod[labelled(namespace="t1", pod="p1", tenant="t1")]
+    by_gpu = expected["model_name:gpuwork_tokens_per_gpu_hour:ratio_rate1h"]
+    assert by_gpu[labelled(model_name="NVIDIA H100 80GB HBM3")] == pytest.approx(p1)
+    assert by_gpu[labelled(model_name="NVIDIA A100-SXM4-80GB")] == pytest.approx(p1)
+    # p1 serves m1 and m2: each model is charged half of p1's GPU time
+    by_model = expected["model:gpuwork_tokens_per_gpu_hour:ratio_rate1h"]
+    m2_tokens = expected["namespace_pod_model:gpuwork_tokens:increase1h"][
+        labelled(namespace="t1", pod="p1", tenant="t1", model="m2")
+    ]
+    p1_seconds = sum(v for k, v in
+                     expected["namespace_pod_state:gpuwork_device_state_seconds:increase1h"].items()
+                     if dict(k)["pod"] == "p1")  # fmt: skip
+    assert by_model[labelled(model="m2")] == pytest.approx(m2_tokens / (p1_seconds / 2) * 3600)
+    # the L4 left mid-hour: its GPU-seconds are still priced and placed
+    assert labelled(model_name="NVIDIA L4") in by_gpu
+    assert set(expected["node:gpuwork_tokens_per_gpu_hour:ratio_rate1h"]) == {
+        labelled(node="n1"),
+        labelled(node="n2"),
+    }

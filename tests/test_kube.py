@@ -22,15 +22,18 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import ijson
 import pytest
 import structlog
 from aiohttp import web
 from structlog.testing import LogCapture
 
+import exporter.kube
 from exporter.kube import (
     MAX_ANNOTATIONS,
     ClusterWatcher,
     KubeApi,
+    _ListDecoder,
     in_cluster_api,
     pod_meta,
 )
@@ -463,7 +466,258 @@ async def test_churn_of_a_thousand_pods(admin: KubeAdmin, exporter_api: KubeApi)
         assert not watcher.errors and not watcher.view().stale
 
 
+@pytest.mark.integration
+async def test_a_large_list_is_decoded_in_small_reads(
+    admin: KubeAdmin, exporter_api: KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first LIST of 300 pods (~400 KB, gzip-compressed by the API server) read 100
+    bytes at a time is the same as the one read in the usual chunks."""
+    node, ns = unique("node"), unique("ns")
+    await admin.create_namespace(ns)
+    gate = asyncio.Semaphore(48)
+
+    async def create(i: int) -> None:
+        async with gate:
+            await admin.create_pod(
+                ns, f"pod-{i:03}", node, labels={"team": f"t{i}"}, ports=[("metrics", 9000 + i)]
+            )
+
+    await asyncio.gather(*(create(i) for i in range(300)))
+    await run_status(admin, ns, "pod-150", "10.1.5.0")
+
+    async def listed() -> ClusterView:
+        watcher = watcher_for(exporter_api, node)
+        async with running(watcher):
+            await eventually(lambda: watcher.view().synced, "the first lists")
+            view = watcher.view()
+        assert not watcher.errors and watcher.events == 0  # all of it from the LIST
+        return view
+
+    usual = await listed()
+    monkeypatch.setattr(exporter.kube, "LIST_CHUNK_BYTES", 100)
+    small = await listed()
+    assert len(small.pods) == 300
+    assert small.pods == usual.pods and small.namespaces == usual.namespaces
+    pod = small.pods[(ns, "pod-150")]
+    assert (dict(pod.labels), dict(pod.container_ports)) == ({"team": "t150"}, {"metrics": 9150})
+    assert (pod.phase, pod.pod_ip, pod.start_time) == ("Running", "10.1.5.0", START_UNIX)
+
+
 # -- a broken server (a real one never sends these) --------------------------------------------
+
+
+CLOSING = web.AppKey("closing", asyncio.Event)
+
+
+@contextlib.asynccontextmanager
+async def fake_api(
+    pods: Callable[[web.Request], Any], namespaces: Callable[[web.Request], Any]
+) -> AsyncIterator[KubeApi]:
+    """An HTTP server on loopback with these handlers for pods and namespaces."""
+    app = web.Application()
+    app[CLOSING] = closing = asyncio.Event()
+    app.router.add_get("/api/v1/pods", pods)
+    app.router.add_get("/api/v1/namespaces", namespaces)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield KubeApi(f"http://127.0.0.1:{runner.addresses[0][1]}")
+    finally:
+        closing.set()  # ends the watches still open
+        await runner.cleanup()
+
+
+def list_pod(i: int) -> dict[str, Any]:
+    """A pod as a LIST answer has it, with what the exporter does not keep as well."""
+    return {
+        "metadata": {
+            "uid": f"uid-{i}",
+            "namespace": f"ns-{i % 3}",
+            "name": f"pod-{i:04}",
+            "resourceVersion": str(100 + i),
+            "labels": {"team": f"t{i}", "unkept": "x" * 50},
+            "annotations": {"prometheus.io/port": str(8000 + i), "other": "y" * 100},
+            "managedFields": [{"manager": "kubelet", "fieldsV1": {"f:status": {"f:x": {}}}}],
+        },
+        "spec": {
+            "containers": [{"name": "c", "ports": [{"name": "m", "containerPort": 9000 + i}]}],
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
+            "priority": 0.5,  # a float, and unicode in a skipped field: decoded the same
+            "nodeSelector": {"zone": "\u00e9t\u00e9 \U0001f680"},
+        },
+        "status": {"phase": "Running", "podIP": f"10.0.{i // 250}.{i % 250}",
+                   "startTime": START_TIME, "conditions": [{"type": "Ready", "status": "True"}]},
+    }  # fmt: skip
+
+
+def list_answer(items: list[Any], version: str = "99") -> bytes:
+    return json.dumps(
+        {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": version},
+         "items": items}, separators=(",", ":"),
+    ).encode()  # fmt: skip
+
+
+async def empty_watch(request: web.Request) -> web.StreamResponse:
+    """An empty list, and a watch that stays open without events."""
+    if request.query.get("watch") != "true":
+        return web.Response(body=list_answer([]), content_type="application/json")
+    response = web.StreamResponse()
+    await response.prepare(request)
+    await request.app[CLOSING].wait()
+    return response
+
+
+@pytest.mark.parametrize("backend", ["yajl2_c", "python"])
+def test_list_decoder_hands_over_each_item_when_it_ends(backend: str) -> None:
+    items = [list_pod(i) for i in range(40)]
+    items[7] = 42  # an item that is not an object comes out as it is, for the caller to count
+    items[8] = [{"nested": [1, [2]]}]
+    body = list_answer(items, version="12345")
+    ends, end = [], body.index(b'"items":[') + len(b'"items":[')
+    for item in items:
+        end += len(json.dumps(item, separators=(",", ":")))
+        ends.append(end)  # where the item's text ends in the body
+        end += 1  # the comma
+    decoder = _ListDecoder(ijson.get_backend(backend))
+    got: list[Any] = []
+    # Fed in 13-byte pieces: each item is handed over with the piece that ends it, none
+    # before (a number, 42, only once the comma after it shows that it ended).
+    for fed in range(13, len(body) + 13, 13):
+        got += decoder.feed(body[fed - 13 : fed])
+        complete = sum(end <= fed for end in ends)
+        assert len(got) == complete or (len(got), items[len(got)]) == (complete - 1, 42)
+    version, last = decoder.close()
+    assert (version, got + last) == ("12345", items)
+    assert got + last == json.loads(body)["items"]
+
+
+@pytest.mark.parametrize("backend", ["yajl2_c", "python"])
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b'{"metadata": {"resourceVersion": "5"}, "items": [{"a": 1}', None),  # cut short
+        (b'{"metadata": {"resourceVersion": "5"}, "items": []} []', None),  # a second document
+        (b'{"metadata": {"resourceVersion": "5"}, "items": ["\xff"]}', None),  # not UTF-8
+        (b"[]", "the list is not an object"),
+        (b"null", "the list is not an object"),
+        (b'{"metadata": {"resourceVersion": "5"}, "items": {"item": {}}}', "items is not an"),
+        (b'{"metadata": [], "items": []}', "metadata is not an object"),
+        (b'{"metadata": {"resourceVersion": 5}, "items": []}', "missing resourceVersion"),
+        (b'{"metadata": {"resourceVersion": ""}, "items": []}', "missing resourceVersion"),
+        (b'{"items": [], "kind": {"metadata": {"resourceVersion": "5"}}}', "missing resource"),
+    ],
+)
+def test_list_decoder_rejects_what_is_not_a_list(
+    backend: str, body: bytes, error: str | None
+) -> None:
+    """Not JSON: ijson's error (its message differs between backends); JSON that is not
+    a list answer: ours."""
+    decoder = _ListDecoder(ijson.get_backend(backend))
+    expected = pytest.raises(ijson.JSONError) if error is None else pytest.raises(ValueError)
+    with expected as raised:
+        decoder.feed(body)
+        decoder.close()
+    if error is not None:
+        assert error in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"metadata": {"resourceVersion": "5"}}',
+        b'{"items": null, "metadata": {"continue": "", "resourceVersion": "5"}}',
+        b'{"items": [], "metadata": {"resourceVersion": "5", "remainingItemCount": 0}}',
+    ],
+)
+def test_list_decoder_accepts_what_a_list_may_lack(body: bytes) -> None:
+    decoder = _ListDecoder()
+    assert decoder.feed(body) == []
+    assert decoder.close() == ("5", [])
+
+
+async def test_a_list_is_decoded_item_by_item_and_bad_items_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A LIST of 2,000 pods (~1.5 MB), read 4 KiB at a time; malformed items in the
+    middle are counted and skipped, all the others kept."""
+    monkeypatch.setattr(exporter.kube, "LIST_CHUNK_BYTES", 4096)
+    items: list[Any] = [list_pod(i) for i in range(2000)]
+    items[500] = "a string"
+    del items[1000]["metadata"]["uid"]
+    items[1500]["metadata"] = ["not", "an", "object"]
+    body = list_answer(items)
+    assert len(body) > 1 << 20
+
+    async def pods(request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch") == "true":
+            return await empty_watch(request)
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        for start in range(0, len(body), 10_000):  # the server's writes do not match our reads
+            await response.write(body[start : start + 10_000])
+        await response.write_eof()
+        return response
+
+    async with fake_api(pods, empty_watch) as api:
+        watcher = watcher_for(api, "node")
+        async with running(watcher):
+            await eventually(lambda: watcher.view().synced, "the first lists")
+            view = watcher.view()
+    assert watcher.errors == {"decode": 3}
+    assert len(view.pods) == 1997 and not view.stale
+    assert ("ns-2", "pod-0500") not in view.pods and ("ns-1", "pod-1000") not in view.pods
+    for i in (0, 499, 501, 999, 1001, 1499, 1501, 1999):
+        pod = view.pods[(f"ns-{i % 3}", f"pod-{i:04}")]
+        assert pod == pod_meta(items[i], POD_LABELS)
+        assert dict(pod.labels) == {"team": f"t{i}"}
+        assert dict(pod.container_ports) == {"m": 9000 + i}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        list_answer([list_pod(i) for i in range(50)])[:-20],  # cut short
+        b'{"metadata": {"resourceVersion": "5"}, "items": "none"}',
+        list_answer([list_pod(i) for i in range(50)], version=""),
+        b"<html>proxy error</html>",
+        list_answer([list_pod(i) for i in range(200)]),  # over MAX_LIST_BYTES (made small)
+    ],
+    ids=["truncated", "items-not-a-list", "no-resource-version", "not-json", "too-large"],
+)
+async def test_a_malformed_list_fails_the_attempt(
+    bad: bytes, monkeypatch: pytest.MonkeyPatch, logs: LogCapture
+) -> None:
+    """A bad document fails the LIST as a whole: nothing of it is kept, the watcher
+    is stale and tries again, and a good answer then syncs it."""
+    monkeypatch.setattr(exporter.kube, "MAX_LIST_BYTES", 64 << 10)
+    monkeypatch.setattr(exporter.kube, "LIST_CHUNK_BYTES", 1000)
+    answers = [bad, bad, list_answer([list_pod(i) for i in range(3)])]
+    lists = 0
+
+    async def pods(request: web.Request) -> web.StreamResponse:
+        nonlocal lists
+        if request.query.get("watch") == "true":
+            return await empty_watch(request)
+        body = answers[min(lists, len(answers) - 1)]
+        lists += 1
+        return web.Response(body=body, content_type="application/json")
+
+    async with fake_api(pods, empty_watch) as api:
+        watcher = watcher_for(api, "node")
+        async with running(watcher):
+            await eventually(lambda: watcher.errors["decode"] >= 1, "a failed list")
+            assert watcher.view().stale and not watcher.view().synced
+            assert watcher.view().pods == {}
+            await eventually(lambda: watcher.view().synced, "the good list")
+            assert not watcher.view().stale
+            assert set(watcher.view().pods) == {(f"ns-{i}", f"pod-{i:04}") for i in range(3)}
+    assert watcher.errors == {"decode": 2}  # one per failed attempt, however many items
+    failed = [e for e in logs.entries if e["event"].startswith("Kubernetes API failing")]
+    assert [e["reason"] for e in failed] == ["decode"]  # logged once
+    assert "pods list" in failed[0]["error"]
+    assert "\n" not in failed[0]["error"]
 
 
 async def test_malformed_lines_and_objects_are_counted_and_skipped() -> None:

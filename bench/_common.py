@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import importlib
 import math
 import os
 import platform
+import selectors
 import statistics
-from collections.abc import Sequence
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from exporter.collection import Collection
 from exporter.logs import configure_logging
@@ -20,6 +29,10 @@ from exporter.simulation.node import ManualClock, SimulatedNode
 from exporter.simulation.scenario import Scenario, load_scenario
 
 CYCLE_SECONDS = 10.0  # simulated time between collections, like a 10 s scrape interval
+ROOT = Path(__file__).resolve().parent.parent  # the repository: children run from here
+READY_SECONDS = 60.0  # how long a child may take to say "ready"
+ADDRESS_WAIT_SECONDS = 300.0  # how long to wait for engine addresses another process holds
+ADDRESS_RETRY_SECONDS = 5.0
 
 
 def quiet_logs() -> None:
@@ -123,3 +136,129 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
+
+
+def address_taken(error: BaseException | str) -> bool:
+    """Whether an error (or a child's stderr) says a listening address is taken."""
+    return "address already in use" in str(error).lower()
+
+
+class Child:
+    """A helper process of a benchmark that prints `ready` once it serves; its later
+    output is drained in a thread (the last lines kept), so it never blocks on a pipe."""
+
+    def __init__(self, args: Sequence[str]) -> None:
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 -- closed by stop()
+        self.process = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+        )
+        self.output: collections.deque[str] = collections.deque(maxlen=50)
+        self._drain: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_ready(self, seconds: float = READY_SECONDS) -> bool:
+        """True once the child printed `ready`; False if it exited first."""
+        stdout = self.process.stdout
+        assert stdout is not None
+        deadline = time.monotonic() + seconds
+        with selectors.DefaultSelector() as selector:
+            selector.register(stdout, selectors.EVENT_READ)
+            while time.monotonic() < deadline:
+                if not selector.select(timeout=max(deadline - time.monotonic(), 0.0)):
+                    continue
+                line = stdout.readline()
+                if not line:  # it exited
+                    self.process.wait()
+                    return False
+                if line.strip() == "ready":
+                    self._drain = threading.Thread(target=self._drain_output, daemon=True)
+                    self._drain.start()
+                    return True
+                self.output.append(line)
+        self.stop()
+        raise RuntimeError(f"{self.describe()} did not get ready in {seconds:.0f} s")
+
+    def _drain_output(self) -> None:
+        stdout = self.process.stdout
+        assert stdout is not None
+        for line in stdout:
+            self.output.append(line)
+
+    def stderr(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read()
+
+    def describe(self) -> str:
+        return " ".join(self.process.args[1:])  # type: ignore[index]
+
+    def rss_bytes(self) -> int:
+        """The child's VmRSS (0 if unknown)."""
+        try:
+            with open(f"/proc/{self.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 10 s; this child only."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._drain is not None:
+            self._drain.join(5)  # it ends at the pipe's end, once the child is gone
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self._stderr.close()
+
+
+@contextlib.contextmanager
+def child_process(args: Sequence[str], *, wait_for_addresses: bool = False) -> Iterator[Child]:
+    """Runs `python ARGS` until the block ends. With `wait_for_addresses`, a child that
+    cannot listen because another process holds its addresses (a test run serving the
+    same simulated engines) is started again every few seconds, for a few minutes."""
+    deadline = time.monotonic() + ADDRESS_WAIT_SECONDS
+    while True:
+        child = Child(args)
+        if child.wait_ready():
+            break
+        errors = child.stderr()
+        child.stop()
+        if wait_for_addresses and address_taken(errors) and time.monotonic() < deadline:
+            print(
+                f"  {child.describe()}: addresses taken by another process; "
+                f"retrying in {ADDRESS_RETRY_SECONDS:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            time.sleep(ADDRESS_RETRY_SECONDS)
+            continue
+        raise RuntimeError(f"{child.describe()} failed ({child.process.returncode}):\n{errors}")
+    try:
+        yield child
+    finally:
+        child.stop()
+
+
+def engines_process(scenario: str, wall_start: float) -> contextlib.AbstractContextManager[Child]:
+    """The scenario's simulated engines served by `python -m exporter.simulation.engines`
+    in a process of their own, as engines are on a real node; their node's t = 0 is
+    `wall_start` (unix seconds) and their clock is real, so a `SimulatedNode` built with
+    the same `wall_start` and no clock agrees with them."""
+    args = ["-m", "exporter.simulation.engines", "--scenario", scenario,
+            "--wall-start", repr(wall_start)]  # fmt: skip
+    return child_process(args, wait_for_addresses=True)

@@ -1,29 +1,53 @@
 """Resident memory of an exporter process over 1,000 collections on dense-h100.
 
-A fresh child process builds what `gpuwork-exporter --simulate dense-h100` builds
-(the simulated node's fake kubelet, /proc and engines, the collection with the
-attributor, the ledger and engine scraping, the registry and the web app) and runs it
-as the server would: every cycle a `Collection.collect_once` (NVML read, attribution,
-engine scrapes, snapshot, build_families) and a render of the `/metrics` registry, the
-simulated clock moving 10 s per cycle. RSS and Python's allocated block count are
-sampled every 100 collections.
-A second child does the same without engine scraping (`--child --no-engines`).
-Run: `python -m bench.memory` (the child is `python -m bench.memory --child`).
+A fresh child process builds the exporter as `serve` builds it (the collection with the
+attributor, the ledger and engine scraping from `build_attributor`, `build_ledger` and
+`build_engines`, the registry and the web app) over the simulated dense-h100 node, and
+runs it as the server would: every cycle a `Collection.collect_once` (NVML read,
+attribution, 56 engine scrapes, snapshot, build_families) and a render of the `/metrics`
+registry. The collection's own clock (`monotonic`, which the state ledger's 60 s window
+runs on) is a manual one moving 10 s per cycle, as a real node's does between collections,
+however fast the cycles follow each other here. RSS and Python's allocated block count
+are sampled every 100 collections.
+
+Three children, each a fresh interpreter:
+- the whole exporter (`--child --engines-wall-start T`): the 56 engines serve from a
+  process of their own (`python -m exporter.simulation.engines`, started by the parent),
+  as on a real node; the simulated node (NVML, kubelet, engines) runs on a real clock from
+  T, like theirs. The fake kubelet (a small gRPC server) and the written /proc stay in the
+  child.
+- as `gpuwork-exporter --simulate dense-h100` builds it (`--child --in-process`):
+  `pod_sources` with the engines' HTTP servers in the same process, the node on the
+  manual clock.
+- without engine scraping (`--child --no-engines`): the first, no engines anywhere.
+Run: `python -m bench.memory` (the children are `python -m bench.memory --child ...`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+# Only the standard library at the top: the child measures what the exporter's imports add.
 
 COLLECTIONS = 1000
 EVERY = 100
-TARGET_MB = 60.0
+SCENARIO = "dense-h100"
+STARTED_AGO = 3600.0  # the node's t = 0 an hour before the run: the engines have counted
+TARGET_MB = 80.0  # the whole exporter: NVML, attribution and engine scraping
+CORE_TARGET_MB = 60.0  # the earlier target, set for the NVML core alone
+SEPARATE, IN_PROCESS, NO_ENGINES = "separate", "in-process", "no-engines"
+CHILD_TIMEOUT_SECONDS = 900
 GROWTH_LIMIT_MB = 1.0  # 200 -> 1,000: allocator noise, not a leak
 MB = 1024 * 1024
 _LIBRARIES = "aiohttp, prometheus_client, pydantic, structlog"
@@ -43,6 +67,11 @@ class MemoryResult:
     samples: list[Sample]
     imports: list[tuple[str, int]]  # (what was imported, VmRSS after it) in order
     sources_rss_bytes: int  # once the simulated node's fake kubelet serves, before collecting
+    mode: str = SEPARATE
+    seconds: float = 0.0  # the collections and renders, wall
+    engines_up: int = 0  # engines read in the last collection
+    engines_rss_bytes: int = 0  # the engines' own process (SEPARATE): not the exporter's
+    in_process: MemoryResult | None = None  # as `serve --simulate` builds it
     without_engines: MemoryResult | None = None  # the same with engine scraping off
 
     def at(self, collections: int) -> Sample:
@@ -105,11 +134,32 @@ def _imports() -> list[tuple[str, int]]:
     return steps
 
 
-async def _child(engines: bool = True) -> MemoryResult:
-    """Builds what `gpuwork-exporter --simulate dense-h100` (`serve`) builds, on a manual
-    clock: the simulated node's fake kubelet, /proc and engines (`pod_sources`), the
-    collection as `_serve` makes it (attributor, ledger, engine scraping, prices), the
-    registry, and the web app on a loopback port."""
+@contextlib.asynccontextmanager
+async def _node_sources(node: Any) -> AsyncIterator[Any]:
+    """A simulated node's sources without its engines: a fake kubelet on a temporary
+    socket and a temporary /proc, in this process, and the scenario's metadata."""
+    from exporter.cli import PodSources
+    from exporter.simulation.fake_kubelet import FakeKubelet
+    from exporter.simulation.proc import write_proc_root
+
+    with tempfile.TemporaryDirectory(prefix="gpuwork-bench-") as scratch:
+        proc = Path(scratch, "proc")
+        write_proc_root(node, proc)
+        socket_path = str(Path(scratch, "kubelet.sock"))
+        kubelet = FakeKubelet(socket_path, lambda: node.kubelet_devices(node.clock()))
+        kubelet.start()
+        try:
+            yield PodSources(socket_path, str(proc), cluster=node.cluster_view)
+        finally:
+            kubelet.stop()
+
+
+async def _child(mode: str, wall_start: float | None = None) -> MemoryResult:
+    """Builds the exporter as `_serve` makes it (attributor, ledger, engine scraping,
+    prices), the registry and the web app on a loopback port, over the simulated node's
+    sources: its fake kubelet and /proc, and its engines in another process (SEPARATE, on
+    a real clock from `wall_start`), in this one as `serve --simulate` has them
+    (IN_PROCESS, `pod_sources`, on a manual clock), or none (NO_ENGINES)."""
     imports = _imports()
     from aiohttp import web
     from prometheus_client import generate_latest
@@ -134,14 +184,19 @@ async def _child(engines: bool = True) -> MemoryResult:
     quiet_logs()
     gc.collect()
     baseline = rss_bytes()
-    settings = load_settings({"simulate": "dense-h100"}, {})
-    clock = FakeClock()
-    scenario = load_scenario("dense-h100")
-    nvml = SimulatedNvml(SimulatedNode(scenario, clock=clock))
-    stop = asyncio.Event()
-    async with pod_sources(settings, nvml, scenario.node, stop) as sources:
+    settings = load_settings({"simulate": SCENARIO}, {})
+    scenario = load_scenario(SCENARIO)
+    clock = FakeClock()  # the collection's: the state ledger's window sees 10 s a cycle
+    if mode == IN_PROCESS:
+        nvml = SimulatedNvml(SimulatedNode(scenario, clock=clock))
+        sources_context = pod_sources(settings, nvml, scenario.node, asyncio.Event())
+    else:
+        node = SimulatedNode(scenario, wall_start=wall_start)  # a real clock, as the engines'
+        nvml = SimulatedNvml(node)
+        sources_context = _node_sources(node)
+    async with sources_context as sources:
         if sources is None:
-            raise RuntimeError("serve --simulate builds no pod sources")
+            raise RuntimeError("no pod sources")
         gc.collect()
         sources_rss = rss_bytes()
         snapshots = SnapshotCollector()
@@ -152,17 +207,18 @@ async def _child(engines: bool = True) -> MemoryResult:
             timeout=settings.collect_timeout,
             attributor=build_attributor(settings, sources),
             ledger=build_ledger(settings),
-            engines=build_engines(settings) if engines else None,
+            engines=build_engines(settings) if mode != NO_ENGINES else None,
             cluster=sources.cluster,
             cluster_errors=sources.cluster_errors,
             prices=settings.gpu_prices,
-            monotonic=clock,  # the ledger's clock: 10 s a cycle, as on a real node
+            monotonic=clock,  # 10 s a cycle, as on a real node
         )
         registry = build_registry(snapshots)
         runner = web.AppRunner(make_app(registry, lambda: collection.ready), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         samples = []
+        started = time.perf_counter()
         for done in range(COLLECTIONS + 1):
             if done % EVERY == 0:
                 samples.append(
@@ -173,38 +229,63 @@ async def _child(engines: bool = True) -> MemoryResult:
                 snapshot = await collection.collect_once()
                 clock.advance()
                 generate_latest(registry)
+        seconds = time.perf_counter() - started
         if snapshot.attribution is None:
             raise RuntimeError("the collection published no attribution")
+        up = sum(1 for w in snapshot.work if w.up)
+        pods = {(a.namespace, a.pod) for a in snapshot.attribution.allocations}
+        if mode != NO_ENGINES and up != len(pods):
+            raise RuntimeError(f"{up} engines read in the last collection")
         await collection.close()
         await runner.cleanup()
-    return MemoryResult(baseline, samples, imports, sources_rss)
+    return MemoryResult(baseline, samples, imports, sources_rss, mode, seconds, up)
 
 
 def _run_child(*args: str) -> MemoryResult:
-    """Runs the measurement in a fresh interpreter and reads its JSON answer."""
+    """Runs the measurement in a fresh interpreter and reads its JSON answer; waits while
+    another process (a test run) holds the simulated engines' addresses."""
+    from bench._common import ADDRESS_RETRY_SECONDS, ADDRESS_WAIT_SECONDS, address_taken
+
     root = Path(__file__).resolve().parent.parent
-    child = subprocess.run(
-        [sys.executable, "-m", "bench.memory", "--child", *args],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if child.returncode != 0:
-        raise RuntimeError(f"memory child failed ({child.returncode}):\n{child.stderr}")
+    deadline = time.monotonic() + ADDRESS_WAIT_SECONDS
+    while True:
+        child = subprocess.run(
+            [sys.executable, "-m", "bench.memory", "--child", *args],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT_SECONDS,
+            check=False,
+        )
+        if child.returncode == 0:
+            break
+        if not address_taken(child.stderr) or time.monotonic() > deadline:
+            raise RuntimeError(f"memory child failed ({child.returncode}):\n{child.stderr}")
+        print(f"  engine addresses taken by another process; retrying in "
+              f"{ADDRESS_RETRY_SECONDS:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
+        time.sleep(ADDRESS_RETRY_SECONDS)
     data = json.loads(child.stdout)
     return MemoryResult(
         data["baseline_rss_bytes"],
         [Sample(**s) for s in data["samples"]],
         [(what, rss) for what, rss in data["imports"]],
         data["sources_rss_bytes"],
+        data["mode"],
+        data["seconds"],
+        data["engines_up"],
     )
 
 
 def run() -> MemoryResult:
-    """The process as `serve --simulate` builds it, and again without engine scraping."""
-    result = _run_child()
+    """The whole exporter with the engines in a process of their own; then as
+    `serve --simulate` builds it (engines inside), and without engine scraping."""
+    from bench._common import engines_process
+
+    wall_start = time.time() - STARTED_AGO
+    with engines_process(SCENARIO, wall_start) as engines:
+        result = _run_child("--engines-wall-start", repr(wall_start))
+        result.engines_rss_bytes = engines.rss_bytes()
+    result.in_process = _run_child("--in-process")
     result.without_engines = _run_child("--no-engines")
     return result
 
@@ -233,28 +314,45 @@ def imports_table(r: MemoryResult) -> str:
 def summary(r: MemoryResult) -> str:
     verdict = "ok" if r.ok else "OVER TARGET"
     lines = [
-        f"memory, dense-h100, {COLLECTIONS} collections + renders in a fresh process",
+        f"memory, {SCENARIO}, {COLLECTIONS} collections + renders in a fresh process, the "
+        f"{r.engines_up} engines in a process of their own "
+        f"({r.engines_rss_bytes / MB:.0f} MB RSS there), the fake kubelet inside",
         f"  RSS after imports {r.baseline_rss_bytes / MB:.1f} MB; with the simulated "
         f"sources serving {r.sources_rss_bytes / MB:.1f} MB; after {COLLECTIONS} "
-        f"collections {r.final_mb:.1f} MB (target <= {TARGET_MB:.0f} MB)",
+        f"collections {r.final_mb:.1f} MB (target <= {TARGET_MB:.0f} MB); "
+        f"{r.seconds:.0f} s of collections",
         f"  growth 200 -> {COLLECTIONS}: {r.growth_mb:+.2f} MB RSS, {r.block_growth:+d} "
         f"Python blocks (limit {GROWTH_LIMIT_MB:+.1f} MB): {verdict}",
     ]
-    if r.without_engines is not None:
-        lines.append(
-            f"  without engine scraping: {r.without_engines.final_mb:.1f} MB after "
-            f"{COLLECTIONS} collections, growth {r.without_engines.growth_mb:+.2f} MB"
-        )
+    for name, other in (("as serve --simulate builds it (engines inside)", r.in_process),
+                        ("without engine scraping", r.without_engines)):  # fmt: skip
+        if other is not None:
+            lines.append(
+                f"  {name}: {other.final_mb:.1f} MB after {COLLECTIONS} collections, "
+                f"growth {other.growth_mb:+.2f} MB, {other.seconds:.0f} s"
+            )
     return "\n".join([*lines, samples_table(r), imports_table(r)])
 
 
 def main() -> None:
-    if "--child" in sys.argv[1:]:
-        result = asyncio.run(_child(engines="--no-engines" not in sys.argv[1:]))
+    args = sys.argv[1:]
+    if "--child" in args:
+        if "--engines-wall-start" in args:
+            mode = SEPARATE
+            wall_start: float | None = float(args[args.index("--engines-wall-start") + 1])
+        elif "--in-process" in args or "--no-engines" in args:
+            mode = IN_PROCESS if "--in-process" in args else NO_ENGINES
+            wall_start = None
+        else:
+            raise SystemExit("--child needs --engines-wall-start T, --in-process or --no-engines")
+        result = asyncio.run(_child(mode, wall_start))
         print(json.dumps({"baseline_rss_bytes": result.baseline_rss_bytes,
                           "samples": [vars(s) for s in result.samples],
                           "imports": result.imports,
-                          "sources_rss_bytes": result.sources_rss_bytes}))  # fmt: skip
+                          "sources_rss_bytes": result.sources_rss_bytes,
+                          "mode": result.mode,
+                          "seconds": result.seconds,
+                          "engines_up": result.engines_up}))  # fmt: skip
         return
     print(summary(run()))
 

@@ -1,0 +1,728 @@
+"""Engine scraping on dense-h100: the whole collection cycle with 56 vLLM engines, one
+engine's parse against prometheus_client's parser, and one engine that never answers.
+
+1. cycle: the 56 engines serve from a process of their own (`python -m
+   exporter.simulation.engines --scenario dense-h100 --wall-start T`), as engines do on a
+   real node, so their serving CPU is not this process's; so does the fake kubelet
+   (`python -m bench.engines --kubelet SOCKET --wall-start T`). This process builds what
+   `serve` builds with the default settings (`build_attributor`, `build_ledger`,
+   `build_engines`) over a simulated NVML whose node starts at the same T on a real
+   clock, so NVML, the kubelet and the engines agree on the time; the collection's own
+   clock (the state ledger's window) moves 10 s a cycle, as between a real node's
+   collections. A cycle is one `Collection.collect_once`: NVML, attribution, 56 scrapes
+   and parses, the join, both ledgers and the family build. CPU is `time.process_time`,
+   every thread of this process. `EngineSource.collect` (scrapes, parses, the useful-work
+   ledger) and the family build are timed in every cycle; the parser in a separate pass.
+2. parse: `parse_engine` on the bodies the simulated vLLM serves (the text format, and the
+   OpenMetrics the scraper's Accept header gets) against prometheus_client's parsers
+   consuming every family, and against single passes over the bytes.
+3. hang: one engine accepts the request and never answers. Its fault knob is reachable
+   only in the engines' own process, so this runs `SimulatedEngines` in this process,
+   scraped by the real `EngineScraper` (2 s timeout).
+Run: `python -m bench.engines` (the kubelet child: `python -m bench.engines --kubelet ...`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import gc
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families as text_families
+
+import exporter.engines.scraper as scraper_module
+from bench._common import (
+    ADDRESS_RETRY_SECONDS,
+    ADDRESS_WAIT_SECONDS,
+    FakeClock,
+    address_taken,
+    child_process,
+    engines_process,
+    median,
+    percentile,
+    quiet_logs,
+)
+from exporter.cli import PodSources, build_attributor, build_engines, build_ledger
+from exporter.collection import Collection
+from exporter.config import load_settings
+from exporter.engines.exposition import parse_engine
+from exporter.engines.scraper import (
+    ACCEPT,
+    EngineScraper,
+    EngineTarget,
+    ScrapeResult,
+    engine_target,
+    targets_for,
+)
+from exporter.engines.source import EngineSource
+from exporter.metrics import SnapshotCollector
+from exporter.model import NodeSnapshot
+from exporter.nvml_reader import NvmlReader
+from exporter.simulation.engines import SimulatedEngines
+from exporter.simulation.fake_kubelet import FakeKubelet
+from exporter.simulation.fake_nvml import SimulatedNvml
+from exporter.simulation.node import ManualClock, SimulatedNode
+from exporter.simulation.proc import write_proc_root
+from exporter.simulation.scenario import load_scenario
+
+SCENARIO = "dense-h100"
+ENGINES = 56
+STARTED_AGO = 3600.0  # the node's t = 0 an hour before the run: the engines have counted
+WARMUP = 5
+CYCLES = 200
+PROFILE_CYCLES = 30  # the pass with the parser timed inside the cycle
+GAP_SECONDS = 0.02  # idle between two cycles (a real node waits the 10 s interval)
+CPU_TARGET_MS = 50.0
+PARSE_ROUNDS = 150  # each round: every contender once, the order reversed every other round
+PARSE_BATCH = 5  # calls per timed sample
+HANG_TIMEOUT = 2.0  # the scraper's per-engine timeout (the default --engines.timeout)
+HANG_MARGIN = 0.5  # a round with a hanging engine may end this long after the timeout
+CALM_ROUNDS = 20
+HANG_ROUNDS = 3
+TEXT_ACCEPT = "text/plain;version=0.0.4"
+
+
+# -- 1. the collection cycle ----------------------------------------------------------------
+
+
+@dataclass
+class CycleSample:
+    cpu: float  # seconds, the whole process
+    wall: float
+    engines_cpu: float  # EngineSource.collect alone
+    engines_wall: float  # the scrape round: all 56 scrapes, concurrently, plus the ledger
+    scrape_max: float  # the slowest single scrape of the round (its own duration)
+    scrape_sum: float  # the 56 scrapes' durations added up
+    up: int  # engines read this cycle
+    publish_cpu: float  # of `cpu`, `SnapshotCollector.update` (the family build)
+    gc_cpu: float  # of `cpu`, spent in garbage collections
+    full_gc: bool  # a generation-2 collection ran in the cycle
+
+
+@dataclass
+class Bodies:
+    """What the first engine pod serves, fetched over HTTP from the engines' process."""
+
+    url: str
+    text: bytes  # Accept: text/plain;version=0.0.4
+    scraped: bytes  # the scraper's own Accept header
+    scraped_type: str  # the Content-Type of that answer
+
+
+@dataclass
+class CycleResult:
+    samples: list[CycleSample]
+    parse_ms_per_cycle: float  # the profile pass: parse_engine CPU per cycle, median
+    parse_us_per_engine: float  # median of one call, inside the cycle
+    parses_per_cycle: float
+    timeout_s: float
+    errors: dict[str, int]  # the engine source's error counters at the end
+    engines_rss_mb: float  # the engines' process, for context: not this process's
+
+    def _ms(self, values: Sequence[float], q: float) -> float:
+        return percentile(values, q) * 1e3
+
+    @property
+    def cpu_ms_median(self) -> float:
+        return self._ms([s.cpu for s in self.samples], 50)
+
+    @property
+    def cpu_ms_p90(self) -> float:
+        return self._ms([s.cpu for s in self.samples], 90)
+
+    @property
+    def cpu_ms_mean(self) -> float:
+        return sum(s.cpu for s in self.samples) / len(self.samples) * 1e3
+
+    @property
+    def wall_ms_median(self) -> float:
+        return self._ms([s.wall for s in self.samples], 50)
+
+    @property
+    def wall_ms_p90(self) -> float:
+        return self._ms([s.wall for s in self.samples], 90)
+
+    @property
+    def engines_cpu_ms(self) -> float:
+        return self._ms([s.engines_cpu for s in self.samples], 50)
+
+    @property
+    def rest_cpu_ms(self) -> float:
+        """Median of each cycle's CPU outside `EngineSource.collect`."""
+        return self._ms([s.cpu - s.engines_cpu for s in self.samples], 50)
+
+    @property
+    def publish_cpu_ms(self) -> float:
+        return self._ms([s.publish_cpu for s in self.samples], 50)
+
+    @property
+    def engines_share(self) -> float:
+        return median([s.engines_cpu / s.cpu for s in self.samples if s.cpu > 0])
+
+    @property
+    def round_ms_median(self) -> float:
+        return self._ms([s.engines_wall for s in self.samples], 50)
+
+    @property
+    def round_ms_p90(self) -> float:
+        return self._ms([s.engines_wall for s in self.samples], 90)
+
+    @property
+    def round_ms_max(self) -> float:
+        return max(s.engines_wall for s in self.samples) * 1e3
+
+    @property
+    def scrape_max_ms(self) -> float:
+        return self._ms([s.scrape_max for s in self.samples], 50)
+
+    @property
+    def scrape_sum_ms(self) -> float:
+        return self._ms([s.scrape_sum for s in self.samples], 50)
+
+    @property
+    def full_gc_cycles(self) -> int:
+        return sum(1 for s in self.samples if s.full_gc)
+
+    @property
+    def cpu_ms_no_full_gc(self) -> float:
+        return self._ms([s.cpu for s in self.samples if not s.full_gc], 50)
+
+    @property
+    def cpu_ms_full_gc(self) -> float:
+        return self._ms([s.cpu for s in self.samples if s.full_gc], 50)
+
+    @property
+    def full_gc_ms(self) -> float:
+        """Median CPU of the garbage collections in a cycle with a full one."""
+        return self._ms([s.gc_cpu for s in self.samples if s.full_gc], 50)
+
+    @property
+    def min_up(self) -> int:
+        return min(s.up for s in self.samples)
+
+    @property
+    def cpu_ok(self) -> bool:
+        return self.cpu_ms_median <= CPU_TARGET_MS and self.cpu_ms_mean <= CPU_TARGET_MS
+
+    @property
+    def round_ok(self) -> bool:
+        return self.round_ms_max <= self.timeout_s * 1e3
+
+
+class _Probe:
+    """Times `EngineSource.collect` and keeps each round's scrape results, by wrapping the
+    two methods on the instances `build_engines` built (nothing else changes)."""
+
+    def __init__(self, source: EngineSource) -> None:
+        self.cpu = self.wall = 0.0
+        self.results: list[ScrapeResult] = []
+        collect = source.collect
+        scraper = source._scraper
+        scrape = scraper.scrape
+
+        async def timed_collect(*args: Any) -> Any:
+            cpu, wall = time.process_time(), time.perf_counter()
+            try:
+                return await collect(*args)
+            finally:
+                self.cpu = time.process_time() - cpu
+                self.wall = time.perf_counter() - wall
+
+        async def recorded_scrape(*args: Any) -> list[ScrapeResult]:
+            self.results = await scrape(*args)
+            return self.results
+
+        source.collect = timed_collect  # type: ignore[method-assign]
+        scraper.scrape = recorded_scrape  # type: ignore[method-assign]
+
+
+class _GcMeter:
+    """CPU spent in garbage collections, and the full (generation 2) ones, while on."""
+
+    def __init__(self) -> None:
+        self.cpu = 0.0
+        self.full = 0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+            return
+        self.cpu += time.process_time() - self._started
+        self.full += info["generation"] == 2
+
+    def __enter__(self) -> _GcMeter:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self)
+
+
+@contextlib.contextmanager
+def _timed_parser() -> Iterator[list[float]]:
+    """`parse_engine` as the scraper calls it, timed (CPU of the calling thread)."""
+    times: list[float] = []
+    original = scraper_module.parse_engine
+
+    def timed(body: bytes, **options: Any) -> Any:
+        started = time.thread_time()
+        try:
+            return original(body, **options)
+        finally:
+            times.append(time.thread_time() - started)
+
+    scraper_module.parse_engine = timed
+    try:
+        yield times
+    finally:
+        scraper_module.parse_engine = original
+
+
+def _serve_kubelet(socket_path: str, wall_start: float) -> None:
+    """The child: the scenario's fake kubelet on `socket_path` until SIGTERM."""
+    signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # gRPC's threads inherit the mask
+    node = SimulatedNode(load_scenario(SCENARIO), wall_start=wall_start)
+    kubelet = FakeKubelet(socket_path, lambda: node.kubelet_devices(node.clock()))
+    kubelet.start()
+    print("ready", flush=True)
+    signal.sigwait(signals)
+    kubelet.stop()
+
+
+async def _fetch_bodies(url: str) -> Bodies:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url, headers={"Accept": TEXT_ACCEPT}) as response:
+            text = await response.read()
+        async with session.get(url, headers={"Accept": ACCEPT}) as response:
+            scraped = await response.read()
+            kind = response.headers.get("Content-Type", "")
+    return Bodies(url, text, scraped, kind)
+
+
+async def _cycles(scratch: Path) -> tuple[CycleResult, Bodies]:
+    wall_start = time.time() - STARTED_AGO
+    settings = load_settings({"simulate": SCENARIO}, {})
+    node = SimulatedNode(load_scenario(SCENARIO), wall_start=wall_start)  # a real clock
+    nvml = SimulatedNvml(node)
+    proc = scratch / "proc"
+    write_proc_root(node, proc)
+    socket_path = str(scratch / "kubelet.sock")
+    kubelet_args = ["-m", "bench.engines", "--kubelet", socket_path, "--wall-start",
+                    repr(wall_start)]  # fmt: skip
+    with (
+        child_process(kubelet_args),
+        engines_process(SCENARIO, wall_start) as served,
+    ):
+        sources = PodSources(socket_path, str(proc), cluster=node.cluster_view)
+        engines = build_engines(settings)
+        if engines is None:
+            raise RuntimeError("engine scraping is off by default")
+        probe = _Probe(engines)
+        ledger_clock = FakeClock()  # the state ledger's window sees 10 s a cycle
+        snapshots = SnapshotCollector()
+        published = [0.0]
+
+        def publish(snapshot: NodeSnapshot) -> None:
+            started = time.process_time()
+            snapshots.update(snapshot)
+            published[0] = time.process_time() - started
+
+        collection = Collection(
+            NvmlReader(nvml),
+            node=node.scenario.node,
+            publish=publish,
+            timeout=settings.collect_timeout,
+            attributor=build_attributor(settings, sources),
+            ledger=build_ledger(settings),
+            engines=engines,
+            cluster=sources.cluster,
+            cluster_errors=sources.cluster_errors,
+            prices=settings.gpu_prices,
+            monotonic=ledger_clock,
+        )
+        for _ in range(WARMUP):
+            await collection.collect_once()
+            ledger_clock.advance()
+        samples = []
+        for _ in range(CYCLES):
+            await asyncio.sleep(GAP_SECONDS)
+            with _GcMeter() as collected:
+                cpu, wall = time.process_time(), time.perf_counter()
+                snapshot = await collection.collect_once()
+                cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            ledger_clock.advance()
+            durations = [r.duration_seconds for r in probe.results]
+            samples.append(
+                CycleSample(cpu, wall, probe.cpu, probe.wall, max(durations, default=0.0),
+                            sum(durations), sum(1 for w in snapshot.work if w.up),
+                            published[0], collected.cpu, collected.full > 0)
+            )  # fmt: skip
+        per_cycle = []  # parse CPU of each profiled cycle
+        with _timed_parser() as parses:
+            for _ in range(PROFILE_CYCLES):
+                await asyncio.sleep(GAP_SECONDS)
+                before = len(parses)
+                await collection.collect_once()
+                ledger_clock.advance()
+                per_cycle.append(sum(parses[before:]))
+        first = node.cluster_view().pods[min(node.cluster_view().pods)]
+        target = engine_target(first)
+        assert target is not None
+        bodies = await _fetch_bodies(target.url)
+        engines_rss = served.rss_bytes()
+        await collection.close()
+    result = CycleResult(
+        samples=samples,
+        parse_ms_per_cycle=median(per_cycle) * 1e3,
+        parse_us_per_engine=median(parses) * 1e6,
+        parses_per_cycle=len(parses) / PROFILE_CYCLES,
+        timeout_s=settings.engines_timeout,
+        errors=dict(engines.errors),
+        engines_rss_mb=engines_rss / 2**20,
+    )
+    return result, bodies
+
+
+# -- 2. parsing one engine's body -----------------------------------------------------------
+
+
+@dataclass
+class ParseResult:
+    format: str  # "text" or "OpenMetrics"
+    body_bytes: int
+    lines: int
+    families: int  # what prometheus_client yields
+    samples: int
+    ours_us: float  # medians of one call
+    theirs_us: float
+    count_us: float  # body.count(b"\n")
+    splitlines_us: float  # body.splitlines()
+    decode_us: float  # body.decode(): theirs needs str, included in theirs_us
+    ours_theirs: float  # medians of per-round ratios
+    ours_count: float
+    ours_splitlines: float
+
+
+def _time_contenders(
+    contenders: dict[str, Callable[[], object]],
+) -> dict[str, list[float]]:
+    """Seconds per call of each contender, one batch of each per round, the order reversed
+    every other round, so drift and noise hit them all alike."""
+    for fn in contenders.values():
+        for _ in range(3):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    order = list(contenders)
+    for round_ in range(PARSE_ROUNDS):
+        for name in order if round_ % 2 == 0 else reversed(order):
+            fn = contenders[name]
+            started = time.perf_counter()
+            for _ in range(PARSE_BATCH):
+                fn()
+            times[name].append((time.perf_counter() - started) / PARSE_BATCH)
+    return times
+
+
+def _parse(body: bytes, openmetrics: bool) -> ParseResult:
+    theirs_parser = openmetrics_families if openmetrics else text_families
+    reading = parse_engine(body)
+    if reading.engine != "vllm" or not reading.models:
+        raise AssertionError(f"the body reads as {reading}")
+    families = list(theirs_parser(body.decode()))
+
+    def theirs() -> None:
+        collections.deque(theirs_parser(body.decode()), maxlen=0)  # every family, parsed
+
+    times = _time_contenders(
+        {
+            "ours": lambda: parse_engine(body),
+            "theirs": theirs,
+            "count": lambda: body.count(b"\n"),
+            "splitlines": body.splitlines,
+            "decode": body.decode,
+        }
+    )
+
+    def us(name: str) -> float:
+        return median(times[name]) * 1e6
+
+    def ratio(other: str) -> float:
+        return median([a / b for a, b in zip(times["ours"], times[other], strict=True)])
+
+    return ParseResult(
+        format="OpenMetrics" if openmetrics else "text",
+        body_bytes=len(body),
+        lines=body.count(b"\n"),
+        families=len(families),
+        samples=sum(len(f.samples) for f in families),
+        ours_us=us("ours"),
+        theirs_us=us("theirs"),
+        count_us=us("count"),
+        splitlines_us=us("splitlines"),
+        decode_us=us("decode"),
+        ours_theirs=ratio("theirs"),
+        ours_count=ratio("count"),
+        ours_splitlines=ratio("splitlines"),
+    )
+
+
+# -- 3. one engine that never answers -------------------------------------------------------
+
+
+@dataclass
+class ScrapeRound:
+    wall: float
+    results: list[ScrapeResult]
+
+    def others(self, hung: EngineTarget | None) -> list[ScrapeResult]:
+        return [r for r in self.results if r.target != hung]
+
+
+@dataclass
+class HangResult:
+    timeout_s: float
+    hung_target: EngineTarget  # the engine that never answers
+    calm: list[ScrapeRound]
+    hanging: list[ScrapeRound]
+    hung_errors: list[str | None]  # what the hanging engine's scrape reported, per round
+    hung_durations: list[float]
+
+    @property
+    def calm_ms(self) -> float:
+        return median([r.wall for r in self.calm]) * 1e3
+
+    @property
+    def calm_p90_ms(self) -> float:
+        return percentile([r.wall for r in self.calm], 90) * 1e3
+
+    @property
+    def calm_slowest_ms(self) -> float:
+        """The slowest single scrape in any calm round."""
+        return max(r.duration_seconds for c in self.calm for r in c.results) * 1e3
+
+    @property
+    def hang_s(self) -> float:
+        return median([r.wall for r in self.hanging])
+
+    @property
+    def hang_max_s(self) -> float:
+        return max(r.wall for r in self.hanging)
+
+    @property
+    def hung(self) -> str:
+        return f"{self.hung_target.namespace}/{self.hung_target.pod}"
+
+    def _others(self) -> list[ScrapeResult]:
+        return [r for h in self.hanging for r in h.others(self.hung_target)]
+
+    @property
+    def others_read(self) -> int:
+        """Of the others, how many were read in the worst hanging round."""
+        return min(
+            sum(1 for r in h.others(self.hung_target) if r.error is None) for h in self.hanging
+        )
+
+    @property
+    def others_max_ms(self) -> float:
+        """The slowest of the other 55 scrapes in any round with the hanging engine."""
+        return max(r.duration_seconds for r in self._others()) * 1e3
+
+    @property
+    def others_median_max_ms(self) -> float:
+        """Per hanging round, the slowest of the others; the median over the rounds."""
+        hung = self.hung_target
+        return median([max(r.duration_seconds for r in h.others(hung))
+                       for h in self.hanging]) * 1e3  # fmt: skip
+
+    @property
+    def bounded_ok(self) -> bool:
+        return self.hang_max_s <= self.timeout_s + HANG_MARGIN and all(
+            e == "timeout" for e in self.hung_errors
+        )
+
+    @property
+    def others_ok(self) -> bool:
+        """All 55 read, none of them anywhere near waiting for the hanging one."""
+        return self.others_read == ENGINES - 1 and self.others_max_ms < self.timeout_s * 1e3 / 4
+
+
+async def _start(engines: SimulatedEngines) -> None:
+    """Starts listening, waiting while another process (a test run) holds the addresses."""
+    deadline = time.monotonic() + ADDRESS_WAIT_SECONDS
+    while True:
+        try:
+            await engines.start()
+            return
+        except OSError as error:
+            await engines.stop()
+            if not address_taken(error) or time.monotonic() > deadline:
+                raise
+            print(f"  engine addresses taken by another process; retrying in "
+                  f"{ADDRESS_RETRY_SECONDS:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
+            await asyncio.sleep(ADDRESS_RETRY_SECONDS)
+
+
+async def _round(scraper: EngineScraper, targets: list[EngineTarget]) -> ScrapeRound:
+    started = time.perf_counter()
+    results = await scraper.scrape(targets)
+    return ScrapeRound(time.perf_counter() - started, results)
+
+
+async def _hang() -> HangResult:
+    settings = load_settings({}, {})
+    node = SimulatedNode(load_scenario(SCENARIO), clock=ManualClock(STARTED_AGO))
+    engines = SimulatedEngines(node, poll_seconds=0)  # the clock stands: nobody restarts
+    await _start(engines)
+    try:
+        targets = targets_for(node.cluster_view().pods, engines.addresses)
+        if len(targets) != ENGINES:
+            raise AssertionError(f"{len(targets)} engine targets, not {ENGINES}")
+        scraper = EngineScraper(timeout=HANG_TIMEOUT, max_bytes=settings.engines_max_bytes)
+        for _ in range(2):
+            await scraper.scrape(targets)
+        calm = [await _round(scraper, targets) for _ in range(CALM_ROUNDS)]
+        hung = targets[len(targets) // 2]
+        engines.faults(hung.namespace, hung.pod).hang = True
+        hanging = [await _round(scraper, targets) for _ in range(HANG_ROUNDS)]
+        engines.faults(hung.namespace, hung.pod).hang = False
+        await scraper.close()
+    finally:
+        await engines.stop()
+    mine = [next(r for r in h.results if r.target == hung) for h in hanging]
+    return HangResult(
+        timeout_s=HANG_TIMEOUT,
+        hung_target=hung,
+        calm=calm,
+        hanging=hanging,
+        hung_errors=[r.error for r in mine],
+        hung_durations=[r.duration_seconds for r in mine],
+    )
+
+
+# -- all three ------------------------------------------------------------------------------
+
+
+@dataclass
+class EnginesBenchResult:
+    cycle: CycleResult
+    bodies: Bodies
+    text: ParseResult
+    openmetrics: ParseResult
+    hang: HangResult
+
+    @property
+    def parse(self) -> ParseResult:
+        """The parse the scraper does: on the body the scraper's Accept header gets."""
+        return self.openmetrics if "openmetrics" in self.bodies.scraped_type else self.text
+
+
+def run() -> EnginesBenchResult:
+    quiet_logs()
+    with tempfile.TemporaryDirectory(prefix="gpuwork-bench-") as scratch:
+        cycle, bodies = asyncio.run(_cycles(Path(scratch)))
+    if cycle.min_up != ENGINES:
+        raise AssertionError(f"only {cycle.min_up} of {ENGINES} engines read in some cycle")
+    text = _parse(bodies.text, openmetrics=False)
+    openmetrics = _parse(bodies.scraped, openmetrics="openmetrics" in bodies.scraped_type)
+    hang = asyncio.run(_hang())
+    return EnginesBenchResult(cycle, bodies, text, openmetrics, hang)
+
+
+def parse_table(r: EnginesBenchResult) -> str:
+    lines = [
+        "| body | bytes | lines | prometheus_client families / samples | ours µs "
+        '| prometheus_client µs | ours / theirs | `count(b"\\n")` µs | ours / count '
+        "| `splitlines()` µs | ours / splitlines |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in (r.text, r.openmetrics):
+        lines.append(
+            f"| {p.format} | {p.body_bytes} | {p.lines} | {p.families} / {p.samples} "
+            f"| {p.ours_us:.0f} | {p.theirs_us:.0f} | {p.ours_theirs:.3f} | {p.count_us:.1f} "
+            f"| {p.ours_count:.1f} | {p.splitlines_us:.1f} | {p.ours_splitlines:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def cycle_table(c: CycleResult) -> str:
+    rows = [
+        ("the whole cycle", f"{c.cpu_ms_median:.2f}", f"{c.cpu_ms_p90:.2f}",
+         f"{c.wall_ms_median:.2f}", f"{c.wall_ms_p90:.2f}"),
+        ("`EngineSource.collect`: 56 scrapes, parses, useful-work ledger",
+         f"{c.engines_cpu_ms:.2f}", "", f"{c.round_ms_median:.2f}", f"{c.round_ms_p90:.2f}"),
+        ("of it, `parse_engine` x 56 (separate pass, thread CPU)",
+         f"{c.parse_ms_per_cycle:.2f}", "", "", ""),
+        ("the rest: NVML, attribution, join, state ledger, family build",
+         f"{c.rest_cpu_ms:.2f}", "", "", ""),
+        ("of it, the family build (`SnapshotCollector.update`)",
+         f"{c.publish_cpu_ms:.2f}", "", "", ""),
+    ]  # fmt: skip
+    lines = ["| part | CPU ms p50 | CPU ms p90 | wall ms p50 | wall ms p90 |",
+             "|---|---:|---:|---:|---:|"]  # fmt: skip
+    lines += [f"| {a} | {b} | {c_} | {d} | {e} |" for a, b, c_, d, e in rows]
+    return "\n".join(lines)
+
+
+def summary(r: EnginesBenchResult) -> str:
+    c, h = r.cycle, r.hang
+    return "\n".join(
+        [
+            f"engines on {SCENARIO}: {ENGINES} vLLM engines in a separate process, "
+            f"{len(c.samples)} cycles",
+            f"  CPU per cycle: median {c.cpu_ms_median:.2f} ms, p90 {c.cpu_ms_p90:.2f} ms, "
+            f"mean {c.cpu_ms_mean:.2f} ms (target <= {CPU_TARGET_MS:.0f} ms: "
+            f"{'ok' if c.cpu_ok else 'OVER'})",
+            f"  full garbage collections in {c.full_gc_cycles} cycles ({c.full_gc_ms:.1f} ms "
+            f"of GC there): CPU median {c.cpu_ms_full_gc:.2f} ms with, "
+            f"{c.cpu_ms_no_full_gc:.2f} ms without",
+            f"  wall per cycle: median {c.wall_ms_median:.2f} ms, p90 {c.wall_ms_p90:.2f} ms",
+            f"  EngineSource.collect: {c.engines_cpu_ms:.2f} ms CPU ({c.engines_share:.0%} of a "
+            f"cycle), round wall median {c.round_ms_median:.2f} ms, p90 {c.round_ms_p90:.2f} "
+            f"ms, max {c.round_ms_max:.2f} ms (timeout {c.timeout_s:g} s); slowest scrape "
+            f"{c.scrape_max_ms:.2f} ms, sum of the 56 {c.scrape_sum_ms:.1f} ms (medians)",
+            f"  parse inside the cycle: {c.parse_ms_per_cycle:.2f} ms per cycle, "
+            f"{c.parse_us_per_engine:.0f} µs per engine ({c.parses_per_cycle:.0f} per cycle)",
+            f"  the rest of the cycle: {c.rest_cpu_ms:.2f} ms CPU, of it the family build "
+            f"{c.publish_cpu_ms:.2f} ms; engine errors: "
+            f"{c.errors or 'none'}; the engines' process RSS {c.engines_rss_mb:.0f} MB",
+            cycle_table(c),
+            f"parse, one vLLM body from {r.bodies.url} (scraper gets {r.bodies.scraped_type}):",
+            parse_table(r),
+            f"hang: {h.hung} never answers, timeout {h.timeout_s:g} s",
+            f"  round without it: median {h.calm_ms:.1f} ms, p90 {h.calm_p90_ms:.1f} ms "
+            f"(slowest scrape {h.calm_slowest_ms:.1f} ms)",
+            f"  round with it: median {h.hang_s:.3f} s, max {h.hang_max_s:.3f} s; it reported "
+            f"{h.hung_errors} after {[round(d, 3) for d in h.hung_durations]} s",
+            f"  the other {ENGINES - 1}: {h.others_read} read in the worst round, slowest "
+            f"{h.others_max_ms:.1f} ms (median over rounds of the slowest "
+            f"{h.others_median_max_ms:.1f} ms)",
+        ]
+    )
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if "--kubelet" in args:
+        _serve_kubelet(args[args.index("--kubelet") + 1],
+                       float(args[args.index("--wall-start") + 1]))  # fmt: skip
+        return
+    print(summary(run()))
+
+
+if __name__ == "__main__":
+    main()

@@ -55,7 +55,13 @@ from bench._common import (
     percentile,
     quiet_logs,
 )
-from exporter.cli import PodSources, build_attributor, build_engines, build_ledger
+from exporter.cli import (
+    PodSources,
+    build_attributor,
+    build_engines,
+    build_ledger,
+    freeze_startup_objects,
+)
 from exporter.collection import Collection
 from exporter.config import load_settings
 from exporter.engines.exposition import parse_engine
@@ -355,6 +361,7 @@ async def _cycles(scratch: Path) -> tuple[CycleResult, Bodies]:
             prices=settings.gpu_prices,
             monotonic=ledger_clock,
         )
+        freeze_startup_objects()  # as serve does
         for _ in range(WARMUP):
             await collection.collect_once()
             ledger_clock.advance()

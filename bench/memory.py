@@ -170,6 +170,7 @@ async def _child(mode: str, wall_start: float | None = None) -> MemoryResult:
         build_engines,
         build_ledger,
         build_registry,
+        freeze_startup_objects,
         pod_sources,
     )
     from exporter.collection import Collection
@@ -213,6 +214,7 @@ async def _child(mode: str, wall_start: float | None = None) -> MemoryResult:
             prices=settings.gpu_prices,
             monotonic=clock,  # 10 s a cycle, as on a real node
         )
+        freeze_startup_objects()  # as serve does
         registry = build_registry(snapshots)
         runner = web.AppRunner(make_app(registry, lambda: collection.ready), access_log=None)
         await runner.setup()

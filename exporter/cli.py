@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -150,6 +151,14 @@ async def pod_sources(
         await asyncio.gather(*sources.tasks, return_exceptions=True)
 
 
+def freeze_startup_objects() -> None:
+    """Hides what exists after start-up (modules, schemas, settings) from the garbage
+    collector: a full collection then scans only what collections allocated, instead of
+    tens of thousands of objects that live for the whole run."""
+    gc.collect()
+    gc.freeze()
+
+
 def build_attributor(settings: Settings, sources: PodSources) -> Attributor:
     return Attributor(
         PodResourcesClient(sources.kubelet_socket, timeout=settings.collect_timeout / 2,
@@ -196,6 +205,7 @@ async def _serve(
         cluster_errors=sources.cluster_errors if sources else Counter,
         prices=settings.gpu_prices,
     )
+    freeze_startup_objects()
     runner = web.AppRunner(make_app(build_registry(snapshots), lambda: collection.ready),
                            access_log=None)  # fmt: skip
     await runner.setup()

@@ -36,7 +36,6 @@ class EngineSource:
         self._wall_clock = wall_clock
         self._last_success: float | None = None
         self.errors: Counter[str] = Counter()  # scrape error kind -> count since start
-        self.engines_up = 0
 
     async def collect(
         self, attribution: Attribution, cluster: ClusterView | None
@@ -56,7 +55,6 @@ class EngineSource:
         work = self._work.update(
             ((key, tenants[key], pods[key].start_time) for key in readings), readings, now
         )
-        self.engines_up = sum(1 for w in work if w.up)
         failed = any(not w.up for w in work)
         if not failed:
             self._last_success = now

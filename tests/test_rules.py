@@ -25,23 +25,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.attributor import Attributor
-from exporter.collection import Collection
-from exporter.engines.scraper import EngineScraper
-from exporter.engines.source import EngineSource
-from exporter.kubelet import PodResourcesClient
-from exporter.ledger import WasteLedger
 from exporter.metrics import build_families
 from exporter.model import DeviceState, NodeSnapshot
-from exporter.processes import ProcessPods
-from exporter.simulation.engines import SimulatedEngines
-from exporter.simulation.fake_kubelet import FakeKubelet
-from exporter.simulation.proc import write_proc_root
 from exporter.simulation.work import tenant_gpu_seconds_held, tenant_tokens
-from exporter.tenancy import DEFAULT_TENANT_RULES, parse_tenant_rules
-from tests.conftest import make_sim
 from tests.test_metrics import promtool
-from tests.test_truth import INTERVAL, THRESHOLD, WINDOW, Run
+from tests.test_truth import INTERVAL, Run, exporter_on_mixed
 
 RULES = Path(__file__).parents[1] / "rules" / "useful-work.rules.yml"
 PRICES = (("*H100*", 4.0), ("*H200*", 5.0), ("*A100*", 2.0), ("*", 1.0))
@@ -79,40 +67,8 @@ def labelled(**labels: str) -> Labels:
 @pytest.fixture
 async def priced(tmp_path: Path) -> AsyncIterator[Run]:
     """test_truth's `mixed` run, with prices per GPU model."""
-    sim = make_sim("mixed", start=1.0)
-    write_proc_root(sim.node, tmp_path / "proc")
-    kubelet = FakeKubelet(str(tmp_path / "kubelet.sock"),
-                          lambda: sim.node.kubelet_devices(sim.clock()))  # fmt: skip
-    kubelet.start()
-    engines = SimulatedEngines(sim.node, poll_seconds=0)
-    await engines.start()
-    attributor = Attributor(
-        PodResourcesClient(kubelet.socket_path, timeout=2.0, monotonic=sim.clock),
-        ProcessPods(str(tmp_path / "proc")),
-        parse_tenant_rules(DEFAULT_TENANT_RULES),
-        keep_last=300.0,
-        monotonic=sim.clock,
-    )
-    published: list[NodeSnapshot] = []
-    collection = Collection(
-        sim.reader,
-        node="sim-mixed",
-        publish=published.append,
-        timeout=5.0,
-        attributor=attributor,
-        ledger=WasteLedger(window=WINDOW, busy_threshold=THRESHOLD, max_step=3 * INTERVAL),
-        engines=EngineSource(
-            EngineScraper(timeout=2.0, max_bytes=8 << 20),
-            wall_clock=lambda: sim.node.wall_start + sim.clock(),
-        ),
-        cluster=sim.node.cluster_view,
-        monotonic=sim.clock,
-        prices=PRICES,
-    )
-    yield Run(sim, engines, collection, published, [])
-    await collection.close()
-    await engines.stop()
-    kubelet.stop()
+    async with exporter_on_mixed(tmp_path, PRICES) as run:
+        yield run
 
 
 def exposed(snapshot: NodeSnapshot) -> dict[tuple[str, Labels], float]:

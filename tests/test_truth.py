@@ -9,8 +9,9 @@ comes from the scenario alone.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +56,12 @@ class Run:
         return self.published[-1]
 
 
-@pytest.fixture
-async def mixed(tmp_path: Path) -> AsyncIterator[Run]:
+@contextlib.asynccontextmanager
+async def exporter_on_mixed(
+    tmp_path: Path, prices: Sequence[tuple[str, float]] = ()
+) -> AsyncIterator[Run]:
+    """The exporter as `serve` wires it, on the simulated `mixed` node's clock: its
+    kubelet over gRPC, its /proc, its engines over HTTP."""
     sim = make_sim("mixed", start=1.0)
     write_proc_root(sim.node, tmp_path / "proc")
     kubelet = FakeKubelet(str(tmp_path / "kubelet.sock"),
@@ -85,11 +90,20 @@ async def mixed(tmp_path: Path) -> AsyncIterator[Run]:
         ),
         cluster=sim.node.cluster_view,
         monotonic=sim.clock,
+        prices=prices,
     )
-    yield Run(sim, engines, collection, published, [])
-    await collection.close()
-    await engines.stop()
-    kubelet.stop()
+    try:
+        yield Run(sim, engines, collection, published, [])
+    finally:
+        await collection.close()
+        await engines.stop()
+        kubelet.stop()
+
+
+@pytest.fixture
+async def mixed(tmp_path: Path) -> AsyncIterator[Run]:
+    async with exporter_on_mixed(tmp_path) as run:
+        yield run
 
 
 def samples(snapshot: NodeSnapshot, name: str) -> list[tuple[dict[str, str], float]]:

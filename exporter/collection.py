@@ -25,6 +25,7 @@ from exporter.cost import hourly_costs
 from exporter.engines.source import EngineSource
 from exporter.ledger import WasteLedger
 from exporter.model import (
+    Attribution,
     ClusterView,
     CollectorHealth,
     NodeSnapshot,
@@ -116,11 +117,12 @@ class Collection:
         attributed = await self._attribute(reading, cluster)
         work: tuple[PodWork, ...] = ()
         ledger = None
-        if reading is not None and attributed is not None and attributed.attribution is not None:
-            work = await self._scrape_engines(attributed, cluster)
+        attribution = attributed.attribution if attributed is not None else None
+        if reading is not None and attribution is not None:
+            work = await self._scrape_engines(attribution, cluster)
             if self._ledger is not None:
                 worked = {(w.namespace, w.pod): w.worked for w in work if w.up}
-                ledger = self._ledger.update(reading, attributed.attribution, started, worked)
+                ledger = self._ledger.update(reading, attribution, started, worked)
         snapshot = self._snapshot(reading, CollectorHealth(reading is not None, duration,
                                                            self._last_success),
                                   attributed, cluster, ledger, work)  # fmt: skip
@@ -187,14 +189,12 @@ class Collection:
         return result
 
     async def _scrape_engines(
-        self, attributed: AttributionResult, cluster: ClusterView | None
+        self, attribution: Attribution, cluster: ClusterView | None
     ) -> tuple[PodWork, ...]:
-        if self._engines is None or attributed.attribution is None:
+        if self._engines is None:
             return ()
         try:
-            work, self._engines_health = await self._engines.collect(
-                attributed.attribution, cluster
-            )
+            work, self._engines_health = await self._engines.collect(attribution, cluster)
         except Exception:  # a bug in the engine side must not cost the device metrics
             self._errors["engines_internal"] += 1
             log.exception("engine scraping failed")
@@ -235,8 +235,8 @@ class Collection:
         health: CollectorHealth,
         attributed: AttributionResult | None,
         cluster: ClusterView | None,
-        ledger: StateLedger | None = None,
-        work: tuple[PodWork, ...] = (),
+        ledger: StateLedger | None,
+        work: tuple[PodWork, ...],
     ) -> NodeSnapshot:
         errors = {(NVML, kind): n for kind, n in (self._reader_errors + self._errors).items()}
         collectors = {NVML: health}

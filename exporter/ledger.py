@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
 from exporter.model import (
     Attribution,
@@ -44,6 +45,7 @@ _MIN_WEIGHT = 1e-9  # the first sample has no interval behind it; it still count
 
 _Holder = tuple[str, str, str, str]  # (device, tenant, namespace, pod)
 _Key = tuple[str, DeviceState, str, str, str]  # (device, state, tenant, namespace, pod)
+_S = TypeVar("_S", tuple[float, float, float], tuple[float, bool])  # a window's sample
 
 
 class WasteLedger:
@@ -109,19 +111,22 @@ class WasteLedger:
             return DeviceState.ALLOCATED_NO_PROCESS
         if holding.activity is None:
             return DeviceState.BUSY
-        samples = self._samples.setdefault(holder, deque())
-        samples.append((now, max(step, _MIN_WEIGHT), holding.activity))
-        while samples[0][0] <= now - self._window:
-            samples.popleft()
+        samples = self._recent(self._samples, holder, (now, max(step, _MIN_WEIGHT),
+                                                       holding.activity))  # fmt: skip
         mean = _weighted_mean(samples)
         return DeviceState.BUSY if mean >= self._busy_threshold else DeviceState.ALLOCATED_IDLE
 
     def _judge_engine(self, holder: _Holder, worked: bool, now: float) -> DeviceState:
-        window = self._worked.setdefault(holder, deque())
-        window.append((now, worked))
-        while window[0][0] <= now - self._window:
-            window.popleft()
+        window = self._recent(self._worked, holder, (now, worked))
         return DeviceState.BUSY if any(w for _, w in window) else DeviceState.ALLOCATED_IDLE
+
+    def _recent(self, windows: dict[_Holder, deque[_S]], holder: _Holder, sample: _S) -> deque[_S]:
+        """The holder's window with `sample` (taken now) added and what fell out dropped."""
+        window = windows.setdefault(holder, deque())
+        window.append(sample)
+        while window[0][0] <= sample[0] - self._window:
+            window.popleft()
+        return window
 
     def _charge(self, key: _Key, seconds: float) -> None:
         self._seconds[key] = self._seconds.get(key, 0.0) + seconds

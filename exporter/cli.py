@@ -73,6 +73,24 @@ def nvml_library(settings: Settings) -> tuple[Any, str]:
     return SimulatedNvml(SimulatedNode(scenario)), node
 
 
+def gpu_prices(settings: Settings, nvml: Any) -> tuple[tuple[str, float], ...]:
+    """The price table: --cost.gpu-hourly when given (as a flag or variable, even empty),
+    else the simulated scenario's `gpu_hourly_cost`, else none."""
+    if settings.simulate is None or "cost_gpu_hourly" in settings.model_fields_set:
+        return settings.gpu_prices
+    prices: tuple[tuple[str, float], ...] = nvml.node.scenario.gpu_prices
+    return prices
+
+
+class ListenError(OSError):
+    """An address the exporter or its simulated node cannot listen on; one line naming it."""
+
+
+def _reason(error: OSError) -> str:
+    """`Address already in use`, without asyncio's repetition of the address."""
+    return os.strerror(error.errno) if error.errno and error.errno > 0 else str(error)
+
+
 def build_registry(snapshots: SnapshotCollector) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=True)
     registry.register(snapshots)
@@ -117,8 +135,12 @@ async def pod_sources(
             kubelet = FakeKubelet(socket_path, lambda: simulated.kubelet_devices(simulated.clock()))
             kubelet.start()
             try:
-                async with SimulatedEngines(simulated):
+                engines = SimulatedEngines(simulated)
+                await _start_engines(engines)
+                try:
                     yield PodSources(socket_path, str(proc), cluster=simulated.cluster_view)
+                finally:
+                    await engines.stop()
             finally:
                 kubelet.stop()
         return
@@ -149,6 +171,23 @@ async def pod_sources(
         for task in sources.tasks:
             task.cancel()
         await asyncio.gather(*sources.tasks, return_exceptions=True)
+
+
+async def _start_engines(engines: Any) -> None:
+    """Starts the simulated engines; an address that cannot be listened on stops the
+    exporter with a `ListenError` that names the pod and its address."""
+    from exporter.simulation.node import PodAddressError, probe_listen
+
+    try:
+        await engines.start()
+    except OSError as error:
+        await engines.stop()  # let go of what did open, then find the address that did not
+        for (namespace, name), (ip, port, _) in engines.addresses.items():
+            try:
+                probe_listen(ip, port)
+            except PodAddressError as taken:
+                raise ListenError(f"simulated engine {namespace}/{name}: {taken}") from error
+        raise ListenError(f"simulated engines cannot listen: {_reason(error)}") from error
 
 
 def freeze_startup_objects() -> None:
@@ -203,14 +242,18 @@ async def _serve(
         engines=build_engines(settings) if sources else None,
         cluster=sources.cluster if sources else lambda: None,
         cluster_errors=sources.cluster_errors if sources else Counter,
-        prices=settings.gpu_prices,
+        prices=gpu_prices(settings, nvml),
     )
     freeze_startup_objects()
     runner = web.AppRunner(make_app(build_registry(snapshots), lambda: collection.ready),
                            access_log=None)  # fmt: skip
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as error:
+        await runner.cleanup()
+        raise ListenError(f"cannot serve on {settings.listen_address}: {_reason(error)}") from error
     log.info("serving", address=settings.listen_address, simulate=settings.simulate,
              node=node, interval_seconds=settings.collect_interval)  # fmt: skip
 
@@ -226,8 +269,13 @@ async def _serve(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["probe"]:
+        from exporter.probe import main as probe
+
+        return probe(args[1:])
     try:
-        settings = load_settings(parse_args(argv), os.environ)
+        settings = load_settings(parse_args(args), os.environ)
         configure_logging(settings.log_level, settings.log_format)
         nvml, node = nvml_library(settings)
     except (SettingsError, ScenarioError) as error:
@@ -235,8 +283,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         asyncio.run(serve(settings, nvml, node))
-    except OSError as error:  # most often: the listen address is taken
-        print(f"gpuwork-exporter: cannot serve on {settings.listen_address}: {error}",
-              file=sys.stderr)  # fmt: skip
+    except ListenError as error:  # the listen address, or a simulated engine's, is taken
+        print(f"gpuwork-exporter: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"gpuwork-exporter: {error}", file=sys.stderr)
         return 1
     return 0

@@ -19,9 +19,12 @@ import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import __version__
-from exporter.cli import main, nvml_library, parse_args
+from exporter.cli import ListenError, _start_engines, gpu_prices, main, nvml_library, parse_args
 from exporter.config import FLAGS, load_settings
+from exporter.simulation.engines import SimulatedEngines
 from exporter.simulation.fake_nvml import SimulatedNvml
+from exporter.simulation.node import SimulatedNode
+from exporter.simulation.scenario import load_scenario
 
 REPO = Path(__file__).resolve().parent.parent
 READY_WITHIN_SECONDS = 15.0
@@ -197,6 +200,50 @@ def test_node_name_from_the_environment_overrides_the_scenarios_node_name() -> N
     assert node == "bar"
 
 
+# -- prices -------------------------------------------------------------------------------------
+
+
+def prices_of(argv: list[str], environ: dict[str, str] | None = None) -> object:
+    settings = load_settings(parse_args(argv), environ or {})
+    nvml, _ = nvml_library(settings)
+    return gpu_prices(settings, nvml)
+
+
+def test_a_simulated_node_is_priced_by_its_scenario() -> None:
+    assert prices_of(["--simulate", "dense-h100"]) == (("*H100*", 4.10),)
+    mixed = dict(load_scenario("mixed").gpu_hourly_cost)
+    assert prices_of(["--simulate", "mixed"]) == tuple(mixed.items())
+    assert set(mixed) >= {"*H100*", "*H200*", "*L4*"}
+
+
+def test_the_price_flag_or_variable_wins_over_the_scenario() -> None:
+    assert prices_of(["--simulate", "small", "--cost.gpu-hourly", "*H100*=2.5"]) == (
+        ("*H100*", 2.5),
+    )
+    given = {"GPUWORK_COST_GPU_HOURLY": "*=1"}
+    assert prices_of(["--simulate", "small"], given) == (("*", 1.0),)
+    assert prices_of(["--simulate", "small", "--cost.gpu-hourly", ""]) == ()  # priced off
+    assert prices_of(["--node.name", "gpu-7"]) == ()  # a real node: only the flag prices
+
+
+# -- listen errors ------------------------------------------------------------------------------
+
+
+async def test_a_taken_engine_address_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    node = SimulatedNode(load_scenario("small"), clock=lambda: 0.0, pod_block=0x7B2D)
+    engines = SimulatedEngines(node, poll_seconds=0)
+    ip, port, _ = engines.addresses[("search", "search-1")]
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind((ip, port))
+        taken.listen()
+        with pytest.raises(ListenError) as raised:
+            await _start_engines(engines)
+    assert str(raised.value) == (
+        f"simulated engine search/search-1: cannot listen on {ip}:{port}: Address already in use"
+    )
+    assert not any(engines.listening(*key) for key in engines.addresses)  # all let go
+
+
 def test_without_simulate_the_real_pynvml_is_used_and_no_call_is_made() -> None:
     nvml, node = nvml_and_node(["--node.name", "gpu-7"])
 
@@ -266,6 +313,17 @@ def test_the_exporter_serves_a_simulated_node_and_stops_on_sigterm() -> None:
         success = {s.labels["collector"]: s.value
                    for s in families["gpuwork_collector_success"].samples}  # fmt: skip
         assert success == {"nvml": 1.0, "podresources": 1.0, "engines": 1.0}
+        # the scenario's prices, no flag given: each device at its GPU fraction of $4.10
+        fractions = {s.labels["device"]: s.value
+                     for s in families["gpuwork_device_gpu_fraction"].samples}  # fmt: skip
+        costs = {s.labels["device"]: s.value
+                 for s in families["gpuwork_device_hourly_cost"].samples}  # fmt: skip
+        assert costs.keys() == fractions.keys()
+        assert costs == pytest.approx({d: 4.10 * f for d, f in fractions.items()})
+        # steady state from the first scrape: the busy pod's engine started 10 minutes ago
+        generation = {s.labels["pod"]: s.value for s in families["gpuwork_tokens"].samples
+                      if s.labels["type"] == "generation"}  # fmt: skip
+        assert generation["chat-0"] > 0.55 * 2500 * 500
         assert "process_cpu_seconds" in families  # the full registry, not only the snapshot
 
         process.send_signal(signal.SIGTERM)

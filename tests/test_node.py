@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import random
+import socket
 import time
 from typing import Any
 
@@ -12,16 +15,21 @@ from exporter.model import ContainerDevices
 from exporter.simulation.loads import MODEL_MEMORY_FRACTION
 from exporter.simulation.node import (
     DRA_DRIVER,
+    FIRST_POD_BLOCK,
     GPU_RESOURCE,
+    LAST_POD_BLOCK,
     PATH_ANNOTATION,
     PORT_ANNOTATION,
     SHARED_RESOURCE,
     TENANT_LABEL,
+    PodAddressError,
     SimulatedNode,
+    free_pod_block,
     pod_ip,
     pod_uid,
+    probe_listen,
 )
-from exporter.simulation.scenario import Scenario, load_scenario
+from exporter.simulation.scenario import DEFAULT_STARTED_BEFORE_SECONDS, Scenario, load_scenario
 
 
 def node(name: str) -> SimulatedNode:
@@ -226,8 +234,8 @@ def test_cluster_view_has_every_pod_and_namespace() -> None:
     assert list(view.pods) == [(p.namespace, p.name) for p in mixed.scenario.pods]
     for index, spec in enumerate(mixed.scenario.pods):
         pod = view.pods[(spec.namespace, spec.name)]
-        assert (pod.uid, pod.pod_ip, pod.phase) == (pod_uid(spec), pod_ip(index), "Running")
-        assert pod.start_time == mixed.wall_start
+        assert (pod.uid, pod.pod_ip, pod.phase) == (pod_uid(spec), mixed.pod_ip(index), "Running")
+        assert pod.start_time == mixed.wall_start - spec.started_before_seconds
         assert dict(pod.labels) == spec.labels
         assert dict(pod.container_ports) == ({"http": 8000} if spec.engine else {})
     assert view.pods[("batch", "batch-dra-0")].container_ports == {}  # engine: null
@@ -249,11 +257,24 @@ def test_cluster_view_has_every_pod_and_namespace() -> None:
     assert mixed.cluster_view() is view
 
 
-def test_pods_started_when_the_node_did() -> None:
+def test_pods_started_their_age_before_the_node_did() -> None:
     scenario = load_scenario("small")
     sim = SimulatedNode(scenario, clock=lambda: 0.0, wall_start=1_764_000_000.0)
     assert sim.wall_start == 1_764_000_000.0
-    assert {pod.start_time for pod in sim.cluster_view().pods.values()} == {1_764_000_000.0}
+    assert {pod.start_time for pod in sim.cluster_view().pods.values()} == {
+        1_764_000_000.0 - DEFAULT_STARTED_BEFORE_SECONDS
+    }
+    pods = [{"name": "new", "namespace": "a", "tenant": "a", "devices": ["0"],
+             "started_before_seconds": 0},
+            {"name": "old", "namespace": "a", "tenant": "a", "devices": ["1"],
+             "started_before_seconds": 7200}]  # fmt: skip
+    aged = SimulatedNode(
+        Scenario.model_validate({"name": "t", "gpus": [{"model": "L4", "count": 2}], "pods": pods}),
+        clock=lambda: 0.0,
+        wall_start=1_764_000_000.0,
+    )
+    starts = {key[1]: pod.start_time for key, pod in aged.cluster_view().pods.items()}
+    assert starts == {"new": 1_764_000_000.0, "old": 1_764_000_000.0 - 7200}
     before = time.time()
     now = SimulatedNode(scenario)  # started now; its clock counts from then
     assert before <= now.wall_start <= time.time()
@@ -274,13 +295,72 @@ def test_cluster_view_is_immutable() -> None:
 
 
 def test_pod_ips_are_distinct_loopback_addresses() -> None:
-    assert [pod_ip(i) for i in (0, 1, 253, 254, 255)] == [
-        "127.0.1.1", "127.0.1.2", "127.0.1.254", "127.0.2.1", "127.0.2.2",
+    assert [pod_ip(i, 0x0105) for i in (0, 1, 253, 254, 255)] == [
+        "127.1.5.1", "127.1.5.2", "127.1.5.254", "127.1.6.1", "127.1.6.2",
     ]  # fmt: skip
-    ips = [pod_ip(i) for i in range(0, 254 * 300, 7)]
+    assert pod_ip(0, 0xFFFF) == "127.255.255.1"
+    ips = [pod_ip(i, FIRST_POD_BLOCK) for i in range(0, 254 * 300, 7)]
     assert len(set(ips)) == len(ips)
     for ip in ips:
         assert ipaddress.ip_address(ip) in ipaddress.ip_network("127.0.0.0/8")
         assert ip.rsplit(".", 1)[1] not in {"0", "255"}
+        assert not ip.startswith("127.0.")
     with pytest.raises(ValueError, match="no loopback address"):
-        pod_ip(-1)
+        pod_ip(-1, FIRST_POD_BLOCK)
+    with pytest.raises(ValueError, match="no loopback address"):
+        pod_ip(254, 0xFFFF)  # past 127.255.255.254
+    with pytest.raises(ValueError, match="no loopback address"):
+        pod_ip(0, 0x00FF)  # 127.0.255.1: 127.0.0.0/16 is left alone
+
+
+def test_each_node_draws_its_own_block_and_keeps_it() -> None:
+    scenario = load_scenario("dense-h100")
+    nodes = [SimulatedNode(scenario, clock=lambda: 0.0) for _ in range(8)]
+    blocks = {sim.pod_block for sim in nodes}
+    assert len(blocks) > 1  # 8 draws out of ~65,000 blocks
+    for sim in nodes:
+        assert FIRST_POD_BLOCK <= sim.pod_block <= LAST_POD_BLOCK
+        ips = [sim.pod_ip(i) for i in range(len(scenario.pods))]
+        assert ips == [pod_ip(i, sim.pod_block) for i in range(len(scenario.pods))]
+        assert [p.pod_ip for p in sim.cluster_view().pods.values()] == ips  # metadata agrees
+        assert [sim.pod_ip(i) for i in range(len(scenario.pods))] == ips  # fixed once drawn
+    given = SimulatedNode(scenario, clock=lambda: 0.0, pod_block=0x2A00)
+    assert given.pod_ip(0) == "127.42.0.1"
+    with pytest.raises(ValueError, match="pod block 255 out of range"):
+        SimulatedNode(scenario, clock=lambda: 0.0, pod_block=0xFF)
+
+
+def test_nodes_with_the_same_wall_start_and_a_real_clock_agree_on_addresses() -> None:
+    """The engines in a process of their own and the exporter's node, given one wall_start."""
+    scenario = load_scenario("mixed")
+    wall_start = time.time() - 50
+    a, b = (
+        SimulatedNode(scenario, wall_start=wall_start),
+        SimulatedNode(scenario, wall_start=wall_start),
+    )
+    assert a.pod_block == b.pod_block
+    assert a.cluster_view().pods == b.cluster_view().pods
+    assert SimulatedNode(scenario, wall_start=wall_start + 1).pod_block != a.pod_block
+
+
+def test_a_taken_block_is_skipped() -> None:
+    """A block where another simulation's engine listens is not drawn again."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind((pod_ip(1, 0x3000), 9000))
+        taken.listen()
+        draws = iter([0x3000, 0x3000, 0x4000])
+        rng = random.Random()
+        rng.randint = lambda a, b: next(draws)  # type: ignore[method-assign]
+        assert free_pod_block([(0, 8000), (1, 9000)], 1, rng) == 0x4000
+
+
+def test_listening_on_a_taken_address_names_it() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.5.3.7", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(PodAddressError) as raised:
+            probe_listen("127.5.3.7", port)
+    assert str(raised.value) == f"cannot listen on 127.5.3.7:{port}: Address already in use"
+    assert raised.value.errno == errno.EADDRINUSE

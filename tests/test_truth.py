@@ -158,9 +158,11 @@ async def test_tokens_per_gpu_hour_per_tenant_match_the_truth_through_a_restart(
     assert restarted and all(start < down < end for p in restarted
                              for down, _ in engine_down_times(sim.node, p))  # fmt: skip
 
-    # what a recording rule computes: tokens / (GPU-seconds held / 3600), by tenant
-    tokens = by_tenant(last, "gpuwork_tokens")
-    held = defaultdict(float)
+    # what a recording rule computes: tokens / (GPU-seconds held / 3600), by tenant; the
+    # engines ran before the node's t = 0, so the tokens are what the counters moved
+    first = by_tenant(mixed.published[0], "gpuwork_tokens")
+    tokens = {tenant: n - first[tenant] for tenant, n in by_tenant(last, "gpuwork_tokens").items()}
+    held: defaultdict[str, float] = defaultdict(float)
     for (tenant, state), value in _state_seconds(last).items():
         if state != DeviceState.UNALLOCATED:
             held[tenant] += value

@@ -12,7 +12,13 @@ import pytest
 from exporter.simulation.holdings import tenant_gpu_fractions
 from exporter.simulation.loads import activity
 from exporter.simulation.node import SimulatedNode, pod_key
-from exporter.simulation.scenario import PodSpec, Scenario, load_scenario
+from exporter.simulation.scenario import (
+    BUILT_IN,
+    DEFAULT_STARTED_BEFORE_SECONDS,
+    PodSpec,
+    Scenario,
+    load_scenario,
+)
 from exporter.simulation.work import (
     GPU_SPEED,
     MEAN_OUTPUT_TOKENS,
@@ -20,8 +26,10 @@ from exporter.simulation.work import (
     PROMPT_TOKENS_PER_GENERATION_TOKEN,
     VLLM_ITL_BUCKETS,
     VLLM_TTFT_BUCKETS,
+    capacity,
     engine_down_times,
     engine_life,
+    engine_lives,
     engine_process_start,
     engine_process_start_time,
     engine_stats,
@@ -50,7 +58,8 @@ def pod(sim: SimulatedNode, name: str) -> PodSpec:
 
 
 # A node whose capacities change: a MIG re-partition gives p0 the whole GPU and leaves p1
-# with nothing; a lost L4 stops q; r restarts twice; s shares a time-sliced GPU.
+# with nothing; a lost L4 stops q; r restarts twice; s shares a time-sliced GPU. p0, p1 and
+# r start with the node (cold at t = 0); the others started 10 minutes before it (warm).
 FAULTY: dict[str, Any] = {
     "seed": 5,
     "gpus": [
@@ -60,13 +69,14 @@ FAULTY: dict[str, Any] = {
         {"model": "H200-SXM5-141GB", "replicas": 4},
     ],
     "pods": [
-        {"name": "p0", "namespace": "a", "tenant": "a", "devices": ["0/0"], "load": "busy"},
+        {"name": "p0", "namespace": "a", "tenant": "a", "devices": ["0/0"], "load": "busy",
+         "started_before_seconds": 0},
         {"name": "p1", "namespace": "a", "tenant": "a", "devices": ["0/1"], "load": "busy",
-         "cold_start_seconds": 12.5},
+         "cold_start_seconds": 12.5, "started_before_seconds": 0},
         {"name": "q", "namespace": "b", "tenant": "b", "devices": ["1"], "load": "busy",
          "engine": "tgi", "cold_start_seconds": 0},
         {"name": "r", "namespace": "b", "tenant": "b", "devices": ["2"], "load": "busy",
-         "engine": "sglang"},
+         "engine": "sglang", "started_before_seconds": 0},
         {"name": "s", "namespace": "c", "tenant": "c", "devices": ["3", "3"], "load": "busy"},
         {"name": "u", "namespace": "c", "tenant": "c", "devices": ["3"], "load": "idle"},
         {"name": "w", "namespace": "d", "tenant": "d", "devices": ["3"], "load": "busy",
@@ -98,8 +108,9 @@ def expected_capacity(name: str, t: float) -> float:
 
 def serving(spec: PodSpec, restarts: list[tuple[float, float]], t: float) -> bool:
     """From the scenario's words: a process serves from its start + cold start until it
-    dies; the next starts `down_seconds` after."""
-    if spec.engine is None or t < spec.cold_start_seconds:
+    dies; the next starts `down_seconds` after. The first started `started_before_seconds`
+    before t = 0."""
+    if spec.engine is None or t < spec.cold_start_seconds - spec.started_before_seconds:
         return False
     return not any(at <= t < at + down + spec.cold_start_seconds for at, down in restarts)
 
@@ -120,7 +131,9 @@ def brute_generation(sim: SimulatedNode, spec: PodSpec, t0: float, t1: float) ->
     return total * STEP
 
 
-@pytest.mark.parametrize(("t0", "t1"), [(0, 400), (13.25, 96.75), (120, 260.5), (249.75, 301)])
+@pytest.mark.parametrize(
+    ("t0", "t1"), [(0, 400), (13.25, 96.75), (120, 260.5), (249.75, 301), (-700, 40)]
+)
 def test_tokens_are_the_exact_integral_of_the_load(t0: float, t1: float) -> None:
     sim = node(FAULTY)
     for spec in sim.scenario.pods:
@@ -270,3 +283,78 @@ def test_held_gpu_seconds_integrate_the_held_fractions() -> None:
     tokens, gpu_seconds = tenant_tokens(mixed, 0, 3600), tenant_gpu_seconds_held(mixed, 0, 3600)
     per_gpu_hour = tokens["chat"] / (gpu_seconds["chat"] / 3600)
     assert 0 < per_gpu_hour < 2500 * 1.3 * 3600
+
+
+# -- pods that exist when the node starts --------------------------------------------------------
+
+
+def test_pods_started_before_the_node_serve_from_its_first_second() -> None:
+    """Steady state from the first scrape: past the cold start, busy, counters already full."""
+    for name in BUILT_IN:
+        sim = node(name)
+        for spec in sim.scenario.pods:
+            if spec.engine is None:
+                continue
+            assert spec.started_before_seconds == DEFAULT_STARTED_BEFORE_SECONDS
+            assert engine_process_start(sim, spec, 0.0) == -DEFAULT_STARTED_BEFORE_SECONDS
+            assert engine_process_start_time(sim, spec, 1.0) == WALL_START - 600
+            stats = engine_stats(sim, spec, 0.0)
+            assert stats is not None and stats.generation_tokens is not None
+            assert stats.generation_tokens == pytest.approx(true_tokens(sim, spec, -600, 0)[1])
+            if spec.load != "busy":
+                continue
+            # a busy engine: tokens made in its 10 minutes before the node, running requests
+            # from the first second, tokens in the first 10 seconds
+            speed = 0.55 * PEAK_GENERATION_TOKENS_PER_SECOND * capacity(sim, spec, 0.0)
+            assert stats.generation_tokens >= (600 - spec.cold_start_seconds) * speed * 0.999
+            assert (stats.requests_running or 0) > 0, (name, spec.name)
+            assert true_tokens(sim, spec, 0, 10)[1] >= 10 * speed * 0.999
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_counters_move_by_the_true_tokens_of_each_interval(name: str) -> None:
+    sim = node(name)
+    cuts = [0.0, 0.5, 10.0, 59.9, 61.0, 599.99, 600.0, 607.0, 700.0, 1800.0]
+    for spec in sim.scenario.pods:
+        for t0, t1 in pairwise(cuts):
+            before, after = engine_stats(sim, spec, t0), engine_stats(sim, spec, t1)
+            if before is None or after is None:
+                continue
+            if engine_process_start(sim, spec, t0) != engine_process_start(sim, spec, t1):
+                continue  # restarted in between: the counters started again at 0
+            assert before.generation_tokens is not None and after.generation_tokens is not None
+            moved = after.generation_tokens - before.generation_tokens
+            assert moved == pytest.approx(true_tokens(sim, spec, t0, t1)[1], rel=1e-9, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_every_built_in_scenario_shows_a_cold_start_during_the_run(name: str) -> None:
+    """Warm at t = 0, a cold start comes later: after a restart, engines up, no tokens yet."""
+    sim = node(name)
+    cold = [
+        (spec, life)
+        for spec in sim.scenario.pods
+        for life in engine_lives(sim, spec)
+        if life.start >= 0 and life.serving > life.start
+    ]
+    assert cold, f"{name}: no engine cold-starts after t = 0"
+    for spec, life in cold:
+        during = engine_stats(sim, spec, (life.start + life.serving) / 2)
+        assert during is not None and during.generation_tokens == 0
+        assert during.requests_running == 0
+        assert true_tokens(sim, spec, life.start, life.serving) == (0.0, 0.0)
+        if spec.load == "busy":
+            assert true_tokens(sim, spec, life.serving, life.serving + 10)[1] > 0
+
+
+def test_a_pod_younger_than_its_cold_start_is_still_cold_at_first() -> None:
+    sim = node(
+        {"gpus": [{"model": "L4"}],
+         "pods": [{"name": "y", "namespace": "a", "tenant": "a", "devices": ["0"],
+                   "cold_start_seconds": 60, "started_before_seconds": 20}]}
+    )  # fmt: skip
+    (spec,) = sim.scenario.pods
+    assert engine_lives(sim, spec)[0].serving == 40.0
+    assert true_tokens(sim, spec, 0, 40) == (0.0, 0.0)
+    assert true_tokens(sim, spec, 40, 41)[1] > 0
+    assert sim.cluster_view().pods[("a", "y")].start_time == WALL_START - 20

@@ -90,7 +90,7 @@ class SimulatedEngines:
             if pod.engine is not None:
                 port, path = engine_endpoint(pod)
                 self._endpoints[(pod.namespace, pod.name)] = _Endpoint(
-                    pod, pod_ip(index), port, path
+                    pod, node.pod_ip(index), port, path
                 )
         self._by_socket = {(e.ip, e.port): e for e in self._endpoints.values()}
         # (namespace, name) -> (ip, port, path) of each engine pod

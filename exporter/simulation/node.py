@@ -14,10 +14,13 @@ engine processes NVML reports to their pods.
 
 from __future__ import annotations
 
+import errno
+import random
+import socket
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from types import MappingProxyType
@@ -119,10 +122,19 @@ class SimulatedNode:
         scenario: Scenario,
         clock: Callable[[], float] | None = None,
         wall_start: float | None = None,
+        pod_block: int | None = None,
     ) -> None:
         self.scenario = scenario
         now = time.time()
         self.wall_start: float = now if wall_start is None else wall_start
+        blocks = pod_blocks_needed(len(scenario.pods))
+        if pod_block is None and wall_start is not None and clock is None:
+            pod_block = derived_pod_block(wall_start, blocks)  # agrees with other processes
+        elif pod_block is None:
+            pod_block = free_pod_block(self._engine_ports(scenario), blocks)
+        check_pod_block(pod_block, blocks)
+        # the pods' loopback addresses start at 127.<pod_block >> 8>.<pod_block & 255>.1
+        self.pod_block: int = pod_block
         if clock is None:
             started = time.monotonic() - (now - self.wall_start)
             clock = lambda: time.monotonic() - started  # noqa: E731
@@ -147,6 +159,15 @@ class SimulatedNode:
     @staticmethod
     def _uuid(prefix: str, key: str) -> str:
         return f"{prefix}-{uuid.uuid5(_UUID_NAMESPACE, key)}"
+
+    def pod_ip(self, index: int) -> str:
+        """The loopback IP of the scenario's pod number `index`, in this node's block."""
+        return pod_ip(index, self.pod_block)
+
+    @staticmethod
+    def _engine_ports(scenario: Scenario) -> list[tuple[int, int]]:
+        """(pod number, port) of every pod whose engine listens."""
+        return [(i, engine_endpoint(pod)[0]) for i, pod in enumerate(scenario.pods) if pod.engine]
 
     # -- faults ------------------------------------------------------------------------
 
@@ -424,8 +445,8 @@ class SimulatedNode:
                 annotations=MappingProxyType(engine_annotations(pod)),
                 container_ports=engine_ports if pod.engine else no_ports,
                 phase="Running",
-                pod_ip=pod_ip(i),
-                start_time=self.wall_start,
+                pod_ip=self.pod_ip(i),
+                start_time=self.wall_start - pod.started_before_seconds,
             )
             for i, pod in enumerate(self.scenario.pods)
         }
@@ -523,17 +544,92 @@ def pod_pid(pod: PodSpec) -> int:
     return 1000 + zlib.crc32(pod_key(pod).encode()) % 4_000_000
 
 
-def pod_ip(index: int) -> str:
-    """The IP of the scenario's pod number `index`: its own loopback address.
+POD_HOSTS_PER_BLOCK = 254  # host parts 1-254 of a 127.A.B.0/24 block: 0 and 255 skipped
+FIRST_POD_BLOCK = 0x100  # 127.1.0.0: nothing of a node's pods lands in 127.0.0.0/16
+LAST_POD_BLOCK = 0xFFFF  # 127.255.255.0
+POD_BLOCK_TRIES = 16  # random blocks tried before a taken one is kept
 
-    127.0.1.1, 127.0.1.2, … 127.0.1.254, then 127.0.2.1 and so on: host parts 0 and 255
-    are skipped. An engine's fake server listens there, as a pod's would on its own IP.
+
+class PodAddressError(OSError):
+    """A simulated pod's address cannot be listened on; the message names it."""
+
+
+def pod_ip(index: int, block: int) -> str:
+    """The IP of pod number `index` on a node whose pod addresses start at block `block`.
+
+    127.A.B.1, 127.A.B.2, … 127.A.B.254, then 127.A.(B+1).1 and so on, where A.B is the
+    block (A = block >> 8, B = block & 255): host parts 0 and 255 are skipped. An engine's
+    fake server listens there, as a pod's would on its own IP.
     """
-    block, host = divmod(index, 254)
-    block += 1
-    if index < 0 or block > 0xFFFF:
-        raise ValueError(f"no loopback address for pod number {index}")
+    offset, host = divmod(index, POD_HOSTS_PER_BLOCK)
+    block += offset
+    if index < 0 or not FIRST_POD_BLOCK <= block <= LAST_POD_BLOCK:
+        raise ValueError(f"no loopback address for pod number {index} from block {block}")
     return f"127.{block >> 8}.{block & 0xFF}.{host + 1}"
+
+
+def pod_blocks_needed(pods: int) -> int:
+    """/24 blocks a node of `pods` pods spans (at least one)."""
+    return max(-(-pods // POD_HOSTS_PER_BLOCK), 1)
+
+
+def check_pod_block(block: int, blocks: int) -> None:
+    if not FIRST_POD_BLOCK <= block <= LAST_POD_BLOCK - blocks + 1:
+        raise ValueError(
+            f"pod block {block} out of range: {blocks} blocks from "
+            f"{FIRST_POD_BLOCK} to {LAST_POD_BLOCK} (127.1.0.0 to 127.255.255.0)"
+        )
+
+
+def derived_pod_block(wall_start: float, blocks: int) -> int:
+    """A block that follows from the node's `wall_start` alone: two processes simulating
+    the same node from the same moment (the engines in a process of their own) agree."""
+    span = LAST_POD_BLOCK - blocks + 1 - FIRST_POD_BLOCK + 1
+    return FIRST_POD_BLOCK + zlib.crc32(repr(float(wall_start)).encode()) % span
+
+
+def free_pod_block(
+    engines: Sequence[tuple[int, int]], blocks: int, rng: random.Random | None = None
+) -> int:
+    """A random block where every engine's (address, port) can be bound now.
+
+    Blocks are drawn from the whole 127.1.0.0-127.255.255.0 range, so simulations running
+    at once on one host rarely meet; each draw is checked by binding every engine's address
+    and port (and closing it at once). After `POD_BLOCK_TRIES` taken blocks, or when the
+    host cannot bind such addresses at all, the last draw is kept: binding it later fails
+    with an error naming the address.
+    """
+    rng = rng or random.SystemRandom()
+    block = FIRST_POD_BLOCK
+    for _ in range(POD_BLOCK_TRIES):
+        block = rng.randint(FIRST_POD_BLOCK, LAST_POD_BLOCK - blocks + 1)
+        try:
+            for index, port in engines:
+                probe_listen(pod_ip(index, block), port)
+        except PodAddressError as error:
+            if error.errno == errno.EADDRINUSE:
+                continue  # another simulation (or anything else) listens there: draw again
+        return block
+    return block
+
+
+def probe_listen(ip: str, port: int) -> None:
+    """Bind (ip, port) as a listener would, and let go at once; raises `PodAddressError`
+    ("cannot listen on 127.5.3.7:8000: Address already in use") when it cannot."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio listens
+        try:
+            probe.bind((ip, port))
+        except OSError as error:
+            raise listen_error(ip, port, error) from error
+
+
+def listen_error(ip: str, port: int, error: OSError) -> PodAddressError:
+    """`error` of listening on (ip, port), as one clear line naming the address; its
+    `errno` is the original's."""
+    clear = PodAddressError(f"cannot listen on {ip}:{port}: {error.strerror or error}")
+    clear.errno = error.errno
+    return clear
 
 
 __all__ = [
@@ -550,11 +646,15 @@ __all__ = [
     "LoadProfile",
     "ManualClock",
     "MigInstance",
+    "PodAddressError",
     "SimulatedNode",
     "engine_annotations",
     "engine_endpoint",
+    "free_pod_block",
+    "listen_error",
     "pod_ip",
     "pod_key",
     "pod_pid",
     "pod_uid",
+    "probe_listen",
 ]

@@ -7,6 +7,7 @@ seconds after the node starts. See `docs/simulation.md` for the format.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -19,6 +20,11 @@ from exporter.simulation.hardware import GPU_MODELS, profile_slices
 from exporter.simulation.loads import LoadProfile
 
 BUILT_IN = ("dense-h100", "mixed", "small")
+# Pods that exist when the node starts have run this long already: past their cold start,
+# their engines serve tokens from the first scrape, their counters already hold some.
+DEFAULT_STARTED_BEFORE_SECONDS = 600.0
+MAX_STARTED_BEFORE_SECONDS = 30 * 86400.0
+
 
 
 class ScenarioError(ValueError):
@@ -86,6 +92,13 @@ class PodSpec(_Strict):
     )
     cold_start_seconds: float = Field(
         30.0, ge=0, description="from the engine's process start to its first served token"
+    )
+    started_before_seconds: float = Field(
+        DEFAULT_STARTED_BEFORE_SECONDS,
+        ge=0,
+        le=MAX_STARTED_BEFORE_SECONDS,
+        description="how long before the node's t = 0 the pod and its first engine process "
+        "started; 0: with the node, its engine cold-starting at t = 0",
     )
     metrics_port: int | None = Field(
         None,
@@ -179,6 +192,26 @@ class Scenario(_Strict):
     gpus: list[GpuSpec] = Field(min_length=1)
     pods: list[PodSpec] = Field(default_factory=list)
     faults: list[Fault] = Field(default_factory=list)
+    gpu_hourly_cost: dict[str, float] = Field(
+        default_factory=dict,
+        description="price of a whole GPU per hour by model: glob over NVML's model name -> "
+        "price, first match wins; the exporter's default for --cost.gpu-hourly",
+    )
+
+    @field_validator("gpu_hourly_cost")
+    @classmethod
+    def _prices(cls, prices: dict[str, float]) -> dict[str, float]:
+        for pattern, price in prices.items():
+            if not pattern.strip() or any(c in pattern for c in ",="):
+                raise ValueError(f"price pattern {pattern!r} is empty or holds ',' or '='")
+            if not math.isfinite(price) or price < 0:
+                raise ValueError(f"price of {pattern!r} must be a finite number >= 0")
+        return prices
+
+    @property
+    def gpu_prices(self) -> tuple[tuple[str, float], ...]:
+        """`gpu_hourly_cost` as the exporter's price table: (pattern, price), in order."""
+        return tuple(self.gpu_hourly_cost.items())
 
     @property
     def gpu_specs(self) -> list[GpuSpec]:

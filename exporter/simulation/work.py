@@ -14,9 +14,12 @@ deterministic function of the same numbers, so any counter at any moment is exac
 
 An engine process lives from its start to its death (an `engine_restart` fault) and
 serves tokens only after its cold start (`cold_start_seconds`); while down, nothing
-listens. Counters are the process's own: they start at 0 with each process. The true
-tokens of an interval are counted across restarts, so they are what the engines really
-produced, whether or not a scraper saw it.
+listens. A pod's first process started `started_before_seconds` before the node's t = 0
+(its load profile runs back then too), so a pod that exists when the node starts is
+usually past its cold start, its counters already holding what it made since. Counters
+are the process's own: they start at 0 with each process. The true tokens of an interval
+are counted across restarts, so they are what the engines really produced, whether or not
+a scraper saw it.
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ TokenKind = Literal["prompt", "generation", "total"]
 class EngineLife:
     """One engine process: it listens over [start, end) and serves tokens from `serving`."""
 
-    start: float  # seconds since the node started
+    start: float  # seconds since the node started; negative: before it
     serving: float  # start + the pod's cold start
     end: float  # when it dies; inf for the last one
 
@@ -91,25 +94,33 @@ class EngineLife:
 
 
 class _Activity:
-    """The exact integral of one pod's activity from 0, by prefix sums over segments."""
+    """The exact integral of one pod's activity from 0, by prefix sums over segments (on
+    both sides of 0: pods run before the node's t = 0)."""
 
     def __init__(self, load: LoadProfile, key: str, seed: int) -> None:
         self._load, self._key, self._seed = load, key, seed
         self._prefix = array("d", [0.0])  # integral over [0, k * SEGMENT_SECONDS)
+        self._before = array("d", [0.0])  # integral over [-k * SEGMENT_SECONDS, 0)
         self._zero = load in (LoadProfile.IDLE, LoadProfile.NEVER_USED)
 
     def _segment(self, k: int) -> float:
         return segment_activity(self._load, self._key, self._seed, k)
 
     def integral(self, t: float) -> float:
-        """The integral of activity over [0, t]."""
-        if self._zero or t <= 0:
+        """The integral of activity over [0, t]; for t < 0, minus the one over [t, 0]."""
+        if self._zero or t == 0:
             return 0.0
         k = math.floor(t / SEGMENT_SECONDS)
-        while len(self._prefix) <= k:
-            n = len(self._prefix) - 1
-            self._prefix.append(self._prefix[-1] + self._segment(n) * SEGMENT_SECONDS)
-        return self._prefix[k] + self._segment(k) * (t - k * SEGMENT_SECONDS)
+        if t > 0:
+            while len(self._prefix) <= k:
+                n = len(self._prefix) - 1
+                self._prefix.append(self._prefix[-1] + self._segment(n) * SEGMENT_SECONDS)
+            return self._prefix[k] + self._segment(k) * (t - k * SEGMENT_SECONDS)
+        whole = -k - 1  # whole segments in [t, 0]: those after segment k
+        while len(self._before) <= whole:
+            n = len(self._before)  # segment -n
+            self._before.append(self._before[-1] + self._segment(-n) * SEGMENT_SECONDS)
+        return -(self._before[whole] + self._segment(k) * ((k + 1) * SEGMENT_SECONDS - t))
 
 
 class _NodeWork:
@@ -131,7 +142,7 @@ class _NodeWork:
                 (f for f in faults if isinstance(f, EngineRestartFault) and f.pod == key),
                 key=lambda f: f.at,
             )
-            starts = [0.0, *(f.at + f.down_seconds for f in restarts)]
+            starts = [-pod.started_before_seconds, *(f.at + f.down_seconds for f in restarts)]
             ends = [*(f.at for f in restarts), math.inf]
             self.lives[key] = tuple(
                 EngineLife(start, start + pod.cold_start_seconds, end)
@@ -158,9 +169,11 @@ def engine_lives(node: SimulatedNode, pod: PodSpec) -> tuple[EngineLife, ...]:
 
 
 def engine_life(node: SimulatedNode, pod: PodSpec, t: float) -> EngineLife | None:
-    """The engine process running at t; None while it is down (or the pod has none)."""
-    for life in engine_lives(node, pod):
-        if life.start <= t < life.end or (t < 0 and life.start == 0):
+    """The engine process running at t; None while it is down (or the pod has none). Before
+    the first process started, that first one."""
+    lives = engine_lives(node, pod)
+    for life in lives:
+        if life.start <= t < life.end or (t < life.start and life is lives[0]):
             return life
     return None
 

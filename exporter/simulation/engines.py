@@ -31,7 +31,7 @@ import structlog
 from aiohttp import web
 
 from exporter.engines.render import render_exposition
-from exporter.simulation.node import SimulatedNode, engine_endpoint, pod_ip, pod_key
+from exporter.simulation.node import SimulatedNode, engine_endpoint, pod_key
 from exporter.simulation.scenario import PodSpec, ScenarioError, load_scenario
 from exporter.simulation.work import engine_life, engine_process_start_time, engine_stats
 

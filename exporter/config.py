@@ -235,7 +235,8 @@ FLAGS: Sequence[Flag] = (
     Flag(
         "--cost.gpu-hourly",
         "cost_gpu_hourly",
-        "price of a whole GPU per hour, by model: *H100*=4.10,*A100*=2.20 (none)",
+        "price of a whole GPU per hour, by model: *H100*=4.10,*A100*=2.20 "
+        "(none; with --simulate, the scenario's gpu_hourly_cost)",
     ),
 )
 

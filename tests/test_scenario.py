@@ -162,3 +162,63 @@ def test_a_time_sliced_gpu_takes_as_many_references_as_replicas() -> None:
     gpus = [{"model": "L4", "replicas": 3}, {"model": "L4"}]
     scenario = Scenario.model_validate({"name": "x", "gpus": gpus, "pods": pods})
     assert [p.dra for p in scenario.pods] == [False, False, True]
+
+
+# -- a pod's age and the GPU prices -------------------------------------------------------------
+
+
+def test_pods_have_run_before_the_node_unless_told_otherwise(tmp_path: Path) -> None:
+    from exporter.simulation.scenario import DEFAULT_STARTED_BEFORE_SECONDS
+
+    assert DEFAULT_STARTED_BEFORE_SECONDS > 60  # past every built-in cold start
+    for name in BUILT_IN:
+        pods = load_scenario(name).pods
+        assert {p.started_before_seconds for p in pods} == {DEFAULT_STARTED_BEFORE_SECONDS}
+        assert all(p.cold_start_seconds < p.started_before_seconds for p in pods)
+    path = write(tmp_path, "name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, "
+                           "tenant: t, devices: ['0'], started_before_seconds: 0}]")  # fmt: skip
+    assert load_scenario(path).pods[0].started_before_seconds == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, tenant: t, "
+         "devices: ['0'], started_before_seconds: -1}]",
+         "started_before_seconds: Input should be greater than or equal to 0"),
+        ("name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, tenant: t, "
+         "devices: ['0'], started_before_seconds: 1e12}]",
+         "started_before_seconds: Input should be less than or equal to 2592000"),
+        ("name: x\ngpus: [{model: L4}]\ngpu_hourly_cost: {'*L4*': -1}",
+         "gpu_hourly_cost: Value error, price of '*L4*' must be a finite number >= 0"),
+        ("name: x\ngpus: [{model: L4}]\ngpu_hourly_cost: {'*L4*': .inf}",
+         "price of '*L4*' must be a finite number >= 0"),
+        ("name: x\ngpus: [{model: L4}]\ngpu_hourly_cost: {'L4=x': 1}",
+         "price pattern 'L4=x' is empty or holds ',' or '='"),
+        ("name: x\ngpus: [{model: L4}]\ngpu_hourly_cost: {'*L4*': cheap}",
+         "gpu_hourly_cost.*L4*: Input should be a valid number"),
+        ("name: x\ngpus: [{model: L4}]\ngpu_hourly_cost: [4.1]",
+         "gpu_hourly_cost: Input should be a valid dictionary"),
+    ],
+)  # fmt: skip
+def test_a_bad_age_or_price_is_named(tmp_path: Path, text: str, problem: str) -> None:
+    with pytest.raises(ScenarioError) as raised:
+        load_scenario(write(tmp_path, text))
+    assert problem in str(raised.value)
+
+
+def test_built_ins_price_every_gpu_model_they_use(tmp_path: Path) -> None:
+    from fnmatch import fnmatchcase
+
+    for name in BUILT_IN:
+        scenario = load_scenario(name)
+        assert scenario.gpu_prices == tuple(scenario.gpu_hourly_cost.items())
+        for model in set(scenario.gpu_models):
+            nvml_name = GPU_MODELS[model].name
+            prices = [p for pattern, p in scenario.gpu_prices if fnmatchcase(nvml_name, pattern)]
+            assert prices, f"{name}: {nvml_name} has no price"
+            assert 0.5 <= prices[0] <= 10  # dollars per GPU-hour: a plausible list price
+    mixed = dict(load_scenario("mixed").gpu_prices)
+    assert mixed["*H200*"] > mixed["*H100*"] > mixed["*A100*80GB*"] > mixed["*L4*"]
+    assert next(iter(mixed)) == "*H200*"  # order kept: first match wins
+    assert load_scenario(write(tmp_path, "name: x\ngpus: [{model: L4}]\n")).gpu_prices == ()

@@ -26,7 +26,6 @@ DEFAULT_STARTED_BEFORE_SECONDS = 600.0
 MAX_STARTED_BEFORE_SECONDS = 30 * 86400.0
 
 
-
 class ScenarioError(ValueError):
     """A scenario that cannot be loaded; the message says where and why."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,14 +16,17 @@ import pytest
 
 from exporter.engines.catalog import ENGINES
 from exporter.engines.exposition import parse_engine
-from exporter.engines.render import render_exposition
+from exporter.simulation.engine_bodies import (
+    BodyFault,
+    corrupt,
+    render_exposition,
+    serve_exposition,
+)
 from exporter.simulation.engines import (
     GARBAGE_BYTES,
     HUGE_BODY_BYTES,
-    OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
     SimulatedEngines,
-    wants_openmetrics,
 )
 from exporter.simulation.node import (
     ENGINE_PORT,
@@ -30,10 +34,14 @@ from exporter.simulation.node import (
     PORT_ANNOTATION,
     ManualClock,
     SimulatedNode,
-    pod_ip,
 )
-from exporter.simulation.scenario import PodSpec, load_scenario
-from exporter.simulation.work import engine_process_start_time, engine_stats, true_tokens
+from exporter.simulation.scenario import PodSpec, Scenario, load_scenario
+from exporter.simulation.work import (
+    engine_process_start,
+    engine_process_start_time,
+    engine_stats,
+    true_tokens,
+)
 
 WALL_START = 1_764_000_000.0
 TIMEOUT = aiohttp.ClientTimeout(total=5)
@@ -55,6 +63,14 @@ def expected_body(node: SimulatedNode, pod: PodSpec, *, openmetrics: bool = Fals
     assert stats is not None and pod.engine is not None
     start = engine_process_start_time(node, pod, t)
     return render_exposition(pod.engine, stats, process_start_time=start, openmetrics=openmetrics)
+
+
+def expected_answer(node: SimulatedNode, pod: PodSpec, accept: str) -> tuple[bytes, str]:
+    t = node.clock()
+    stats = engine_stats(node, pod, t)
+    assert stats is not None and pod.engine is not None
+    start = engine_process_start_time(node, pod, t)
+    return serve_exposition(pod.engine, stats, process_start_time=start, accept=accept)
 
 
 @pytest.fixture
@@ -95,7 +111,7 @@ async def test_every_engine_pod_serves_its_own_format_on_its_own_address(
             meta = view.pods[(pod.namespace, pod.name)]
             ip, port, path = engines.addresses[(pod.namespace, pod.name)]
             # where the exporter would look: the pod's IP, its annotations or port `http`
-            assert ip == meta.pod_ip == pod_ip(index)
+            assert ip == meta.pod_ip == node.pod_ip(index)
             assert port == int(meta.annotations.get(PORT_ANNOTATION, ENGINE_PORT))
             assert path == meta.annotations.get(PATH_ANNOTATION, "/metrics")
             assert path == ENGINES[pod.engine].default_path
@@ -113,30 +129,46 @@ async def test_every_engine_pod_serves_its_own_format_on_its_own_address(
         assert (await fetch(session, engines.url("ads", "ads-a100-0").replace(
             "/prometheus/metrics", "/metrics")))[0] == 404  # fmt: skip
         assert (await fetch(session, engines.url("chat", "chat-llama-0") + "x"))[0] == 404
-        assert await refused(f"http://{pod_ip(2)}:{ENGINE_PORT}/metrics") is False  # idle vLLM
-        assert await refused(f"http://{pod_ip(13)}:{ENGINE_PORT}/metrics")  # engine: null
+        assert await refused(f"http://{node.pod_ip(2)}:{ENGINE_PORT}/metrics") is False  # idle vLLM
+        assert await refused(f"http://{node.pod_ip(13)}:{ENGINE_PORT}/metrics")  # engine: null
 
 
-async def test_openmetrics_when_asked_as_prometheus_client_negotiates(
-    session: aiohttp.ClientSession,
+SCRAPER_ACCEPT = (
+    "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1"
+)
+
+
+@pytest.mark.parametrize(
+    ("accept", "openmetrics", "wanted_type"),
+    [
+        # q-values are ignored: prometheus_client takes the first entry it knows
+        (SCRAPER_ACCEPT, True, "application/openmetrics-text; version=1.0.0; charset=utf-8; "
+         "escaping=underscores"),
+        ("application/openmetrics-text", True,
+         "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        ("text/plain;version=1.0.0,application/openmetrics-text", False,
+         "text/plain; version=1.0.0; charset=utf-8; escaping=underscores"),
+        ("", False, TEXT_CONTENT_TYPE),
+        ("*/*", False, TEXT_CONTENT_TYPE),
+    ],
+)  # fmt: skip
+async def test_the_format_is_negotiated_by_prometheus_client(
+    session: aiohttp.ClientSession, accept: str, openmetrics: bool, wanted_type: str
 ) -> None:
     node, _ = mixed()
-    scraper_accept = (
-        "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1"
-    )
-    assert wants_openmetrics(scraper_accept)  # q-values are ignored, as prometheus_client does
-    assert wants_openmetrics("application/openmetrics-text")
-    assert not wants_openmetrics("text/plain;version=1.0.0,application/openmetrics-text")
-    assert not wants_openmetrics("") and not wants_openmetrics("*/*")
     async with SimulatedEngines(node, poll_seconds=0) as engines:
         for name in ("chat-llama-0", "ads-ranker-0", "ads-a100-0", "search-0"):
             pod = spec(node, name)
             status, content_type, body = await fetch(
-                session, engines.url(pod.namespace, name), headers={"Accept": scraper_accept}
+                session, engines.url(pod.namespace, name), headers={"Accept": accept}
             )
-            openmetrics = pod.engine != "tgi"  # TGI always answers in the text format
             assert status == 200
-            assert content_type == (OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE)
+            assert (body, content_type) == expected_answer(node, pod, accept)
+            if pod.engine == "tgi":  # TGI's Rust exporter always answers in the text format
+                assert (body, content_type) == (expected_body(node, pod), TEXT_CONTENT_TYPE)
+                continue
+            assert content_type == wanted_type
+            assert body.endswith(b"# EOF\n") is openmetrics
             assert body == expected_body(node, pod, openmetrics=openmetrics)
 
 
@@ -149,7 +181,8 @@ async def test_counters_follow_the_clock_and_a_restart(session: aiohttp.ClientSe
         clock.advance(9.5)  # 599.5: still the first process, more tokens
         before = engine_stats(node, pod, clock())
         assert before is not None and before.generation_tokens
-        assert before.generation_tokens == pytest.approx(true_tokens(node, pod, 0, 599.5)[1])
+        first = engine_process_start(node, pod, 599.5)  # before the node's t = 0
+        assert before.generation_tokens == pytest.approx(true_tokens(node, pod, first, 599.5)[1])
         assert (await fetch(session, url))[2] == expected_body(node, pod)
 
         clock.advance(1.0)  # 600.5: the process died; the kept-alive connection is reset too
@@ -204,11 +237,11 @@ async def test_fault_knobs(session: aiohttp.ClientSession) -> None:
             await fetch(session, url, timeout=aiohttp.ClientTimeout(total=0.2))
         faults.hang = False
 
-        faults.html_error = True
+        faults.body = BodyFault.HTML_200
         status, content_type, body = await fetch(session, url)
         assert status == 200 and content_type.startswith("text/html")
         assert body.startswith(b"<!DOCTYPE html>")
-        faults.html_error = False
+        faults.body = None
 
         faults.slow_seconds = 0.3
         started = time.monotonic()
@@ -231,6 +264,15 @@ async def test_fault_knobs(session: aiohttp.ClientSession) -> None:
             body.decode()
         faults.garbage = False
 
+        for fault in BodyFault:  # the body as a scraper sees it, in either format
+            faults.body = fault
+            for accept, openmetrics in (("", False), (SCRAPER_ACCEPT, True)):
+                status, _, body = await fetch(session, url, headers={"Accept": accept})
+                assert status == 200
+                wanted = expected_body(node, pod, openmetrics=openmetrics)
+                assert body == corrupt(wanted, fault, "sglang") != wanted
+        faults.body = None
+
         assert (await fetch(session, url))[2] == expected_body(node, pod)
         # Knobs are per pod: the neighbours answer as usual meanwhile.
         faults.hang = True
@@ -239,6 +281,41 @@ async def test_fault_knobs(session: aiohttp.ClientSession) -> None:
             node, other
         )
     # stop() does not wait for the hung request's client
+
+
+async def test_a_scenario_serves_a_hostile_body_for_a_while(
+    session: aiohttp.ClientSession,
+) -> None:
+    document = load_scenario("mixed").model_dump(mode="json")
+    document["faults"] += [
+        {"kind": "engine_body", "pod": "chat/chat-small-0", "at": 100, "seconds": 20,
+         "body": "counter_dip"},
+        {"kind": "engine_body", "pod": "search/search-0", "at": 110, "seconds": 5,
+         "body": "html_200"},
+    ]  # fmt: skip
+    clock = ManualClock(99.0)
+    node = SimulatedNode(Scenario.model_validate(document), clock=clock, wall_start=WALL_START)
+    small, search = spec(node, "chat-small-0"), spec(node, "search-0")
+    async with SimulatedEngines(node, poll_seconds=0) as engines:
+        url = engines.url("chat", "chat-small-0")
+        assert (await fetch(session, url))[2] == expected_body(node, small)  # not yet
+        clock.advance(1.0)  # 100: the fault starts
+        body = (await fetch(session, url))[2]
+        assert body == corrupt(expected_body(node, small), BodyFault.COUNTER_DIP, "vllm")
+        stats = engine_stats(node, small, clock())
+        assert stats is not None and stats.generation_tokens
+        (served,) = re.findall(rb"\nvllm:generation_tokens_total\{[^}]*\} (\S+)\n", body)
+        assert float(served) == pytest.approx(stats.generation_tokens * 0.9)  # the truth stays
+        clock.advance(10.0)  # 110: the other pod's fault too
+        status, content_type, _ = await fetch(session, engines.url("search", "search-0"))
+        assert status == 200 and content_type.startswith("text/html")
+        clock.advance(9.99)  # 119.99: still on
+        body = (await fetch(session, url))[2]
+        assert body == corrupt(expected_body(node, small), BodyFault.COUNTER_DIP, "vllm")
+        clock.advance(0.01)  # 120: over, for both
+        assert (await fetch(session, url))[2] == expected_body(node, small)
+        _, _, body = await fetch(session, engines.url("search", "search-0"))
+        assert body == expected_body(node, search)
 
 
 async def test_dense_node_starts_fast_and_stops_clean(session: aiohttp.ClientSession) -> None:
@@ -262,6 +339,7 @@ async def test_dense_node_starts_fast_and_stops_clean(session: aiohttp.ClientSes
 
 def test_engines_run_in_a_process_of_their_own() -> None:
     wall_start = time.time() - 50  # the exporter's node started a while ago
+    node = SimulatedNode(load_scenario("small"), wall_start=wall_start)
     process = subprocess.Popen(
         [sys.executable, "-m", "exporter.simulation.engines", "--scenario", "small",
          "--wall-start", repr(wall_start)],
@@ -275,14 +353,17 @@ def test_engines_run_in_a_process_of_their_own() -> None:
 
         async def scrape() -> bytes:
             async with aiohttp.ClientSession(timeout=TIMEOUT) as client:
-                status, _, body = await fetch(client, f"http://{pod_ip(0)}:8000/metrics")
+                status, _, body = await fetch(client, f"http://{node.pod_ip(0)}:8000/metrics")
                 assert status == 200
                 return body
 
         body = asyncio.run(scrape())
         assert b"vllm:generation_tokens_total" in body
         reading = parse_engine(body)
-        assert reading.process_start_time == wall_start
+        # the same node as the process's: its pods' block and process starts follow wall_start
+        assert reading.process_start_time == engine_process_start_time(
+            node, node.scenario.pods[0], time.time() - wall_start
+        )
         (model,) = reading.models
         assert model.generation_tokens  # 50 s in: serving since 30 s
         process.send_signal(signal.SIGTERM)

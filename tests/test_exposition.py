@@ -13,7 +13,6 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.engines import render
 from exporter.engines.catalog import ENGINES
 from exporter.engines.exposition import (
     MAX_MODEL_CHARS,
@@ -23,8 +22,9 @@ from exporter.engines.exposition import (
     ExpositionError,
     parse_engine,
 )
-from exporter.engines.render import render_exposition
 from exporter.model import EngineReading, Histogram, ModelStats
+from exporter.simulation import engine_bodies as render
+from exporter.simulation.engine_bodies import render_exposition
 
 FIXTURES = Path(__file__).parent / "fixtures" / "engines"
 REFERENCE = FIXTURES / "vllm-0.33-v1.metrics.txt"

@@ -24,10 +24,10 @@ from exporter.attribution import attribute
 from exporter.cli import build_registry
 from exporter.cost import hourly_costs
 from exporter.engines.exposition import parse_engine
-from exporter.engines.render import render_exposition
 from exporter.ledger import WasteLedger
 from exporter.metrics import SnapshotCollector, build_families
 from exporter.model import CollectorHealth, EngineReading, NodeSnapshot, NvmlReading
+from exporter.simulation.engine_bodies import render_exposition
 from exporter.simulation.node import pod_pid, pod_uid
 from exporter.simulation.scenario import load_scenario
 from exporter.simulation.work import engine_stats

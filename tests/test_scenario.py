@@ -94,6 +94,26 @@ def test_a_path_works_in_place_of_a_name(tmp_path: Path) -> None:
          "devices: ['0']}]\nfaults: [{kind: engine_restart, at: 5, pod: n/p, down_seconds: 0}]",
          "down_seconds: Input should be greater than 0"),
         ("name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, tenant: t, "
+         "devices: ['0']}]\nfaults: [{kind: engine_body, at: 5, seconds: 1, pod: p, "
+         "body: nan_value}]", "engine_body fault: no pod 'p' (\"namespace/name\")"),
+        ("name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, tenant: t, "
+         "devices: ['0'], engine: null}]\nfaults: [{kind: engine_body, at: 5, seconds: 1, "
+         "pod: n/p, body: nan_value}]", "engine_body fault: pod n/p has no engine"),
+        ("name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, tenant: t, "
+         "devices: ['0']}]\nfaults: [{kind: engine_body, at: 5, seconds: 0, pod: n/p, "
+         "body: nan_value}]", "seconds: Input should be greater than 0"),
+        ("name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, tenant: t, "
+         "devices: ['0']}]\nfaults: [{kind: engine_body, at: 5, pod: n/p, body: nan_value}]",
+         "seconds: Field required"),
+        ("name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, tenant: t, "
+         "devices: ['0']}]\nfaults: [{kind: engine_body, at: 5, seconds: 1, pod: n/p, "
+         "body: gibberish}]", "body: Input should be 'truncated', 'invalid_utf8'"),
+        ("name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, tenant: t, "
+         "devices: ['0']}]\nfaults: [{kind: engine_body, at: 5, seconds: 10, pod: n/p, "
+         "body: nan_value}, {kind: engine_body, at: 14, seconds: 1, pod: n/p, body: truncated}]",
+         "engine_body fault: pod n/p gets a truncated body at 14 s while its nan_value body "
+         "from 5 s lasts"),
+        ("name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, tenant: t, "
          "devices: ['0'], cold_start_seconds: -1}]", "cold_start_seconds"),
         ("name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, tenant: t, "
          "devices: ['0'], engine: null, metrics_port: 9000}]", "`metrics_port` needs an engine"),
@@ -149,6 +169,30 @@ def test_engine_restarts_of_a_pod_may_follow_each_other() -> None:
     restarts = [f for f in scenario.faults if isinstance(f, EngineRestartFault)]
     assert [f.down_seconds for f in restarts] == [5.0, 1.0, 5.0]
     assert scenario.pods[0].cold_start_seconds == 30.0
+
+
+def test_engine_body_faults_of_a_pod_may_follow_each_other() -> None:
+    from exporter.simulation.engine_bodies import BodyFault
+    from exporter.simulation.scenario import EngineBodyFault, Scenario
+
+    scenario = Scenario.model_validate({
+        "name": "x",
+        "gpus": [{"model": "L4", "replicas": 2}],
+        "pods": [{"name": "p", "namespace": "n", "tenant": "t", "devices": ["0"]},
+                 {"name": "q", "namespace": "n", "tenant": "t", "devices": ["0"], "engine": "tgi"}],
+        "faults": [
+            {"kind": "engine_body", "at": 15, "seconds": 5, "pod": "n/p", "body": "truncated"},
+            {"kind": "engine_body", "at": 20, "seconds": 1, "pod": "n/p", "body": "html_200"},
+            {"kind": "engine_body", "at": 16, "seconds": 9, "pod": "n/q", "body": "nan_value"},
+            {"kind": "engine_restart", "at": 17, "pod": "n/p"},  # another kind: no conflict
+        ],
+    })  # fmt: skip
+    bodies = [(f.pod, f.at, f.body) for f in scenario.faults if isinstance(f, EngineBodyFault)]
+    assert bodies == [
+        ("n/p", 15.0, BodyFault.TRUNCATED),
+        ("n/p", 20.0, BodyFault.HTML_200),
+        ("n/q", 16.0, BodyFault.NAN_VALUE),
+    ]
 
 
 def test_a_time_sliced_gpu_takes_as_many_references_as_replicas() -> None:

@@ -3,13 +3,17 @@
 Every pod of a scenario that runs an engine gets a listener on its own loopback IP
 (`pod_ip`, 127.0.x.y) and metrics port, answering on its engine's metrics path with a
 body in that engine's real exposition format, rendered from `work.engine_stats` at the
-node's current time. While an engine is down (an `engine_restart` fault) its listener is
-closed and its open connections dropped, so connecting is refused, as with a dead
-process; it listens again when the new process starts, its counters back at 0.
+node's current time by prometheus_client as the engine's own server does it
+(`engine_bodies`), in the format that the request's `Accept` header negotiates. While an
+engine is down (an `engine_restart` fault) its listener is closed and its open
+connections dropped, so connecting is refused, as with a dead process; it listens again
+when the new process starts, its counters back at 0.
 
 Faults that an engine's HTTP side can show are knobs set per pod at run time
-(`SimulatedEngines.faults(namespace, name)`): a hang, an HTML error page with status 200,
-a slow answer, a huge body and random bytes.
+(`SimulatedEngines.faults(namespace, name)`): a hang, a slow answer, a huge body, random
+bytes, and a hostile body (`BodyFault`: truncated, invalid UTF-8, a duplicate series, NaN,
+a negative or dipping counter, an HTML page with status 200). A scenario's `engine_body`
+faults set the last one for a while on the node's clock.
 
 `python -m exporter.simulation.engines --scenario NAME` serves the engines of a scenario
 in a process of their own (prints `ready` once listening, stops on SIGTERM).
@@ -30,31 +34,22 @@ from typing import NoReturn
 import structlog
 from aiohttp import web
 
-from exporter.engines.render import render_exposition
+from exporter.simulation.engine_bodies import (
+    HTML_ERROR_PAGE,
+    BodyFault,
+    EngineExposition,
+    corrupt,
+)
 from exporter.simulation.node import SimulatedNode, engine_endpoint, pod_key
-from exporter.simulation.scenario import PodSpec, ScenarioError, load_scenario
+from exporter.simulation.scenario import EngineBodyFault, PodSpec, ScenarioError, load_scenario
 from exporter.simulation.work import engine_life, engine_process_start_time, engine_stats
 
 log = structlog.get_logger(component="simulated-engines")
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 HUGE_BODY_BYTES = 64 * 1024 * 1024  # what the `huge` knob serves: a valid body padded to this
 GARBAGE_BYTES = 64 * 1024  # what the `garbage` knob serves
 POLL_SECONDS = 0.05  # how often listeners follow the engines' lives on the node's clock
-# Engines served by prometheus_client, which answers OpenMetrics when the Accept header
-# names it (see `wants_openmetrics`); TGI's Rust exporter always answers in text format.
-OPENMETRICS_ENGINES = frozenset({"vllm", "sglang", "trtllm"})
-
-HTML_ERROR_PAGE = b"""<!DOCTYPE html>
-<html>
-<head><title>502 Bad Gateway</title></head>
-<body>
-<center><h1>502 Bad Gateway</h1></center>
-<hr><center>nginx</center>
-</body>
-</html>
-"""
 
 
 @dataclass
@@ -62,10 +57,10 @@ class EngineFaults:
     """What one engine's HTTP side does wrong; change the fields at any time."""
 
     hang: bool = False  # accept the request and never answer
-    html_error: bool = False  # status 200 with an HTML error page
     slow_seconds: float = 0.0  # wait this long before answering
     huge: bool = False  # a valid body padded with comments to HUGE_BODY_BYTES
     garbage: bool = False  # GARBAGE_BYTES random bytes as text/plain
+    body: BodyFault | None = None  # the body as `engine_bodies.corrupt` makes it
 
 
 @dataclass(eq=False)
@@ -77,6 +72,7 @@ class _Endpoint:
     faults: EngineFaults = field(default_factory=EngineFaults)
     listener: asyncio.Server | None = None
     life_start: float | None = None  # the engine process the listener belongs to
+    exposition: EngineExposition | None = None  # its registry, made at the first request
 
 
 class SimulatedEngines:
@@ -120,6 +116,9 @@ class SimulatedEngines:
             self._poller = None
         for endpoint in self._endpoints.values():
             self._close(endpoint)
+            if endpoint.exposition is not None:
+                endpoint.exposition.close()
+                endpoint.exposition = None
         if self._server is not None:
             await self._server.shutdown(0.1)
             self._server = None
@@ -218,31 +217,43 @@ class SimulatedEngines:
             return web.Response(status=405, text="Method Not Allowed\n")
         if request.path != endpoint.path:
             return web.Response(status=404, text="Not Found\n")
-        if faults.html_error:
+        t = self.node.clock()
+        body_fault = faults.body or self._body_fault(endpoint, t)
+        if body_fault is BodyFault.HTML_200:
             return web.Response(body=HTML_ERROR_PAGE, content_type="text/html", charset="utf-8")
         if faults.garbage:
             return web.Response(body=self._garbage_of(endpoint), headers=_TEXT)
-        t = self.node.clock()
         stats = engine_stats(self.node, endpoint.pod, t)
         if stats is None:  # it died since the last refresh: the connection resets
             await _reset(request)
         engine = endpoint.pod.engine
         assert engine is not None
-        openmetrics = (
-            not faults.huge
-            and engine in OPENMETRICS_ENGINES
-            and wants_openmetrics(request.headers.get("Accept", ""))
-        )
-        body = render_exposition(
-            engine,
+        if endpoint.exposition is None:
+            endpoint.exposition = EngineExposition(engine)
+        # a padded body must stay in the text format: OpenMetrics ends at `# EOF`
+        accept = "" if faults.huge else request.headers.get("Accept", "")
+        body, content_type = endpoint.exposition.serve(
             stats,
             process_start_time=engine_process_start_time(self.node, endpoint.pod, t),
-            openmetrics=openmetrics,
+            accept=accept,
         )
+        if body_fault is not None:
+            body = corrupt(body, body_fault, engine)
         if faults.huge:
             body = _padded(body, HUGE_BODY_BYTES)
-        headers = {"Content-Type": OPENMETRICS_CONTENT_TYPE} if openmetrics else _TEXT
-        return web.Response(body=body, headers=headers)
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    def _body_fault(self, endpoint: _Endpoint, t: float) -> BodyFault | None:
+        """The scenario's `engine_body` fault on this pod at t, if any."""
+        pod = f"{endpoint.pod.namespace}/{endpoint.pod.name}"
+        for fault in self.node.scenario.faults:
+            if (
+                isinstance(fault, EngineBodyFault)
+                and fault.pod == pod
+                and fault.at <= t < fault.at + fault.seconds
+            ):
+                return fault.body
+        return None
 
     def _garbage_of(self, endpoint: _Endpoint) -> bytes:
         key = (endpoint.pod.namespace, endpoint.pod.name)
@@ -252,28 +263,6 @@ class SimulatedEngines:
 
 
 _TEXT = {"Content-Type": TEXT_CONTENT_TYPE}
-
-
-def wants_openmetrics(accept: str) -> bool:
-    """Whether prometheus_client (`exposition.choose_encoder`) answers this Accept header
-    in OpenMetrics: its first entry naming OpenMetrics, or text 1.0.0, decides, q-values
-    ignored; text 1.0.0 is served here as the text format 0.0.4 it extends."""
-    for entry in accept.split(","):
-        media, *params = (part.strip() for part in entry.split(";"))
-        if media == "application/openmetrics-text":
-            return True
-        if media == "text/plain":
-            version = next((p[8:] for p in params if p.startswith("version=")), "")
-            if _version(version) >= (1, 0, 0):
-                return False
-    return False
-
-
-def _version(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split("."))
-    except ValueError:
-        return ()
 
 
 def _local(transport: asyncio.BaseTransport) -> tuple[str, int] | None:

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from exporter.simulation.engine_bodies import BodyFault
 from exporter.simulation.hardware import GPU_MODELS, profile_slices
 from exporter.simulation.loads import LoadProfile
 
@@ -171,6 +172,15 @@ class EngineRestartFault(_FaultBase):
     down_seconds: float = Field(5.0, gt=0, description="seconds in which nothing listens")
 
 
+class EngineBodyFault(_FaultBase):
+    """The engine of a pod serves a hostile `/metrics` body from `at` for `seconds`."""
+
+    kind: Literal["engine_body"]
+    pod: str = Field(description='"namespace/name" of a pod with an engine')
+    seconds: float = Field(gt=0, description="how long it lasts: [at, at + seconds)")
+    body: BodyFault = Field(description="what is wrong with the body")
+
+
 Fault = Annotated[
     GpuLostFault
     | XidFault
@@ -178,7 +188,8 @@ Fault = Annotated[
     | PcieReplayFault
     | MigRepartitionFault
     | DriverNotLoadedFault
-    | EngineRestartFault,
+    | EngineRestartFault
+    | EngineBodyFault,
     Field(discriminator="kind"),
 ]
 
@@ -253,6 +264,7 @@ class Scenario(_Strict):
         self._check_tenants()
         self._check_holders(specs)
         self._check_restarts()
+        self._check_bodies()
         for fault in self.faults:
             if hasattr(fault, "gpu") and fault.gpu >= len(specs):
                 raise ValueError(f"{fault.kind} fault: no GPU {fault.gpu}")
@@ -293,6 +305,24 @@ class Scenario(_Strict):
                     f"still down from the restart at {previous.at:g} s"
                 )
             back[fault.pod] = fault
+
+    def _check_bodies(self) -> None:
+        """A body fault names a pod that runs an engine, and is over before the next."""
+        engines = {f"{pod.namespace}/{pod.name}": pod.engine for pod in self.pods}
+        until: dict[str, EngineBodyFault] = {}
+        faults = [f for f in self.faults if isinstance(f, EngineBodyFault)]
+        for fault in sorted(faults, key=lambda f: f.at):
+            if fault.pod not in engines:
+                raise ValueError(f'engine_body fault: no pod {fault.pod!r} ("namespace/name")')
+            if engines[fault.pod] is None:
+                raise ValueError(f"engine_body fault: pod {fault.pod} has no engine")
+            previous = until.get(fault.pod)
+            if previous is not None and fault.at < previous.at + previous.seconds:
+                raise ValueError(
+                    f"engine_body fault: pod {fault.pod} gets a {fault.body} body at "
+                    f"{fault.at:g} s while its {previous.body} body from {previous.at:g} s lasts"
+                )
+            until[fault.pod] = fault
 
     def _check_holders(self, specs: Sequence[GpuSpec]) -> None:
         """A device goes to as many pod references as it has replicas: one unless time-sliced."""

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from itertools import pairwise
 
 from exporter.engines.exposition import parse_engine
-from exporter.engines.render import render_exposition
 from exporter.model import DeviceState, ModelStats
+from exporter.simulation.engine_bodies import render_exposition
 from exporter.simulation.holdings import device_fraction, live_devices
 from exporter.simulation.loads import mean_activity, runs_process
 from exporter.simulation.node import SimulatedNode

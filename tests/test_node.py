@@ -333,7 +333,7 @@ def test_each_node_draws_its_own_block_and_keeps_it() -> None:
 def test_nodes_with_the_same_wall_start_and_a_real_clock_agree_on_addresses() -> None:
     """The engines in a process of their own and the exporter's node, given one wall_start."""
     scenario = load_scenario("mixed")
-    wall_start = time.time() - 50
+    wall_start = 1_764_000_000.0
     a, b = (
         SimulatedNode(scenario, wall_start=wall_start),
         SimulatedNode(scenario, wall_start=wall_start),

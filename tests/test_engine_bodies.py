@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.model import Histogram, ModelStats
 from exporter.simulation import engine_bodies
 from exporter.simulation.engine_bodies import (
-    ENGINES,
+    ENGINE_NAMES,
     HTML_ERROR_PAGE,
     OPENMETRICS_ACCEPT,
     TEXT_ACCEPT,
@@ -250,7 +250,7 @@ def test_an_unknown_engine_cannot_be_rendered() -> None:
 # ---------------------------------------------------------------------- hostile bodies
 
 BODIES = [
-    (engine, om) for engine in ENGINES for om in (False, True) if not (engine == "tgi" and om)
+    (engine, om) for engine in ENGINE_NAMES for om in (False, True) if not (engine == "tgi" and om)
 ]
 
 
@@ -347,7 +347,7 @@ def test_a_negative_value_of_zero_is_minus_five() -> None:
     ) == [b"-5.0"]
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
 def test_html_200_is_the_error_page(engine: str) -> None:
     assert corrupt(body_of(engine, False), BodyFault.HTML_200, engine) == HTML_ERROR_PAGE
 

@@ -64,7 +64,7 @@ from prometheus_client.utils import floatToGoString
 
 from exporter.model import Histogram, ModelStats
 
-ENGINES = ("vllm", "sglang", "tgi", "trtllm")
+ENGINE_NAMES = ("vllm", "sglang", "tgi", "trtllm")
 TEXT_ACCEPT = "text/plain;version=0.0.4"
 OPENMETRICS_ACCEPT = "application/openmetrics-text;version=1.0.0"
 TGI_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -115,7 +115,7 @@ class EngineExposition:
     directory. Thread-safe."""
 
     def __init__(self, engine: str) -> None:
-        if engine not in ENGINES:
+        if engine not in ENGINE_NAMES:
             raise ValueError(f"no renderer for engine {engine!r}")
         self.engine = engine
         self._lock = threading.Lock()
@@ -890,7 +890,7 @@ def _truncated(body: bytes) -> bytes:
 
 
 __all__ = [
-    "ENGINES",
+    "ENGINE_NAMES",
     "HTML_ERROR_PAGE",
     "VLLM_REFERENCE_MODEL",
     "BodyFault",

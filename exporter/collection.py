@@ -250,6 +250,8 @@ class Collection:
             if self._engines_health is not None:
                 collectors[ENGINES] = self._engines_health
             errors |= {(ENGINES, kind): n for kind, n in self._engines.errors.items()}
+            if self._engines.dropped_series:
+                dropped["engine_series_cap"] += self._engines.dropped_series
         return NodeSnapshot(
             node=self._node,
             nvml_up=self._nvml_up,

@@ -307,13 +307,15 @@ def _attribution_families(snapshot: NodeSnapshot) -> Iterator[Metric]:
 
 _POD = ("namespace", "pod", "tenant", "engine")
 _MODEL = ("namespace", "pod", "tenant", "model", "engine")
+_SERIES = (*_MODEL, "series")  # `series`: the engine's own labels of that series (a rank)
+_TOKEN_TYPES = {"prompt_tokens": "prompt", "generation_tokens": "generation"}
 
 
 def _work_families(snapshot: NodeSnapshot) -> Iterator[Metric]:
     tokens = _counter(
         "gpuwork_tokens",
-        "Tokens the pod's engine processed, continuous across engine restarts.",
-        (*_MODEL, "type"),
+        "Tokens the pod's engine processed: each engine series mirrored as the engine counts.",
+        (*_SERIES, "type"),
     )
     up = _gauge("gpuwork_engine_up", "1 when the engine's last scrape succeeded.", _POD)
     cold = _gauge(
@@ -333,23 +335,23 @@ def _work_families(snapshot: NodeSnapshot) -> Iterator[Metric]:
         ),
     }
     counters = {
-        "requests_finished_total": _counter(
-            "gpuwork_engine_requests_finished", "Requests the engine finished.", _MODEL
+        "requests_finished": _counter(
+            "gpuwork_engine_requests_finished", "Requests the engine finished.", _SERIES
         ),
-        "preemptions_total": _counter(
-            "gpuwork_engine_preemptions", "Requests the engine preempted.", _MODEL
+        "preemptions": _counter(
+            "gpuwork_engine_preemptions", "Requests the engine preempted.", _SERIES
         ),
     }
     histograms = {
         "time_to_first_token_seconds": HistogramMetricFamily(
             "gpuwork_engine_time_to_first_token_seconds",
             "Time to first token, as the engine measures it (its own buckets).",
-            labels=_MODEL,
+            labels=_SERIES,
         ),
         "inter_token_latency_seconds": HistogramMetricFamily(
             "gpuwork_engine_inter_token_latency_seconds",
             "Time between output tokens, as the engine measures it (its own buckets).",
-            labels=_MODEL,
+            labels=_SERIES,
         ),
     }
     for pod in snapshot.work:
@@ -359,19 +361,18 @@ def _work_families(snapshot: NodeSnapshot) -> Iterator[Metric]:
             cold.add_metric(ids, pod.cold_start_seconds)
         for m in pod.models:
             labels = [pod.namespace, pod.pod, pod.tenant, m.model, pod.engine]
-            tokens.add_metric([*labels, "prompt"], m.prompt_tokens_total)
-            tokens.add_metric([*labels, "generation"], m.generation_tokens_total)
             for attribute, gauge in gauges.items():
                 if (value := getattr(m, attribute)) is not None:
                     gauge.add_metric(labels, value)
-            for attribute, counter in counters.items():
-                if (value := getattr(m, attribute)) is not None:
-                    counter.add_metric(labels, value)
-            for attribute, histogram in histograms.items():
-                h = getattr(m, attribute)
-                if h is not None:
+            for (name, series), value in sorted(m.counters.items()):
+                if name in _TOKEN_TYPES:
+                    tokens.add_metric([*labels, series, _TOKEN_TYPES[name]], value)
+                elif name in counters:
+                    counters[name].add_metric([*labels, series], value)
+            for (name, series), h in sorted(m.histograms.items()):
+                if name in histograms:
                     buckets = [(_bound(le), count) for le, count in h.buckets]
-                    histogram.add_metric(labels, buckets, h.sum)
+                    histograms[name].add_metric([*labels, series], buckets, h.sum)
     yield from (tokens, up, cold, *gauges.values(), *counters.values(), *histograms.values())
 
     cost = _gauge(

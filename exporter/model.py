@@ -237,29 +237,64 @@ class ModelStats:
     inter_token_latency_seconds: Histogram | None = None
 
 
+# One engine series of a model: (ModelStats field, the engine's other labels). `series` is
+# the label pairs that tell it from the model's other series of that field (a rank, a
+# finish reason), `name=value` sorted and comma-joined; "" when there are none.
+SeriesKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something wrong in an engine's body: a line not read, or the whole body refused."""
+
+    kind: str  # a label value of gpuwork_exporter_errors_total{collector="engines"}
+    line: int  # 1-based line number in the body; 0 for the body as a whole
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelReading:
+    """What one engine says about one model in one scrape, series by series.
+
+    Counters and histograms are kept per engine series, never summed across them: a
+    rank's reset must stay visible as that series' own. Gauges are combined per model.
+    """
+
+    model: str
+    counters: Mapping[SeriesKey, float]  # the engine's own values, since its process start
+    histograms: Mapping[SeriesKey, Histogram]
+    requests_running: float | None = None
+    requests_waiting: float | None = None
+    kv_cache_usage_ratio: float | None = None  # 0-1
+
+    def total(self, field_name: str) -> float | None:
+        """A counter field over all its series, for reading by people; None if not served."""
+        values = [v for (name, _), v in self.counters.items() if name == field_name]
+        return sum(values) if values else None
+
+
 @dataclass(frozen=True, slots=True)
 class EngineReading:
     """One engine's /metrics, reduced to what gpuwork uses."""
 
     engine: str  # a name from the engine catalog: "vllm", "sglang", "tgi", "trtllm"
-    models: tuple[ModelStats, ...]
+    models: tuple[ModelReading, ...]
     process_start_time: float | None = None  # unix seconds, where the engine says
+    problems: tuple[Problem, ...] = ()  # lines not read, at most `MAX_PROBLEMS` kept
+    problem_counts: Mapping[str, int] = field(default_factory=dict)  # kind -> lines, all
+    dropped_series: int = 0  # series not read because a cap was reached
 
 
 @dataclass(frozen=True, slots=True)
 class ModelWork:
-    """One model of one pod's engine, with counters continuous across engine restarts."""
+    """One model of one pod's engine as exported: counters per engine series."""
 
     model: str
-    prompt_tokens_total: float
-    generation_tokens_total: float
-    requests_finished_total: float | None
-    preemptions_total: float | None
+    counters: Mapping[SeriesKey, float]  # each engine series mirrored; a glitch held
+    histograms: Mapping[SeriesKey, Histogram]
     requests_running: float | None
     requests_waiting: float | None
     kv_cache_usage_ratio: float | None
-    time_to_first_token_seconds: Histogram | None
-    inter_token_latency_seconds: Histogram | None
 
 
 @dataclass(frozen=True, slots=True)

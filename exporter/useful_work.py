@@ -1,43 +1,56 @@
-"""Useful work: each engine's counters made continuous, with tenant identity, per pod.
+"""Useful work: each engine's counters, series by series, as Prometheus can count them.
 
-Engine counters restart at 0 with their process. The exporter's own counters must
-not: a counter that drops (or an engine whose process start time changed) is taken
-as a restart, and everything it counted since is added to the exporter's total.
-Tokens served between the last scrape before a restart and the restart itself are
-gone with the process; nothing can count them. The first time a pod is seen, the
-exporter's totals start at the engine's own values, so the two agree until the
-engine first restarts.
+The counter model is *mirroring*: every engine series (a rank, a finish reason) is
+exported as its own series with the engine's own value. Prometheus's `increase()` and
+`rate()` then see exactly what the engine counted, and handle its restarts as the
+resets they are. Nothing depends on the exporter's memory, so a restarted exporter
+exports the same values as the one before it; totals held in memory could not do that
+(a new exporter would start them at the engine's value, and read as a reset, count
+everything again). Sums across series are left to PromQL, after `increase()`, so one
+rank's reset is never hidden in a sum.
+
+What the mirror does not pass through:
+- a series missing from one scrape keeps its last value (not a reset, not a gap);
+- a counter that falls while the engine's process start time is unchanged is a glitch,
+  not a restart: the exported value holds until the engine's passes it again, so a dip
+  never reads as a reset (counted as `counter_dip`). A fall with a new start time is a
+  restart, and so is any fall of an engine that serves no start time (SGLang, TGI,
+  trtllm-serve, vLLM in multiprocess mode): their counters only fall when their
+  process restarts, and a restart is what Prometheus must see.
 
 A pod's series stay while the pod holds a device, even while its engine cannot be
-scraped (the totals then stand still), and go at the next collection after it ends.
+scraped, and go at the next collection after it ends. Latency histograms are mirrored
+the same way, each series as the engine last served it.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from exporter.model import EngineReading, ModelStats, ModelWork, PodWork
+from exporter.model import EngineReading, Histogram, ModelReading, ModelWork, PodWork, SeriesKey
 
 _PodKey = tuple[str, str]  # (namespace, pod)
-_COUNTERS = ("prompt_tokens", "generation_tokens", "requests_finished", "preemptions")
+_TOKENS = ("prompt_tokens", "generation_tokens")
+MAX_SERIES_PER_POD = 2_000  # counter and histogram series kept per pod
+COUNTER_DIP = "counter_dip"
 
 
-@dataclass
-class _Counter:
-    raw: float
-    total: float
+@dataclass(slots=True)
+class _Mirror:
+    """One engine counter series: what is exported, and what the engine said last."""
 
-    def advance(self, raw: float, restarted: bool) -> None:
-        self.total += raw if restarted or raw < self.raw else raw - self.raw
-        self.raw = raw
+    exported: float
+    process_start: float | None  # of the process that served it last
+    dipping: bool = False  # below `exported` without a restart: a glitch, held
 
 
 @dataclass
 class _PodState:
     engine: str = ""
-    process_start: float | None = None
-    counters: dict[tuple[str, str], _Counter] = field(default_factory=dict)  # (model, name)
+    counters: dict[tuple[str, SeriesKey], _Mirror] = field(default_factory=dict)  # (model, key)
+    histograms: dict[tuple[str, SeriesKey], Histogram] = field(default_factory=dict)
     last: EngineReading | None = None
     up: bool = False
     awaiting_first_token: bool = False
@@ -45,11 +58,13 @@ class _PodState:
 
 
 class WorkLedger:
-    """Keeps the continuous counters of every engine pod. One caller, one thread."""
+    """Keeps the mirrored series of every engine pod. One caller, one thread."""
 
     def __init__(self, *, histograms: bool = True) -> None:
         self._pods: dict[_PodKey, _PodState] = {}
         self._histograms = histograms  # off: latency histograms are not kept at all
+        self.errors: Counter[str] = Counter()  # counter_dip -> count since start
+        self.dropped_series = 0  # series not kept: MAX_SERIES_PER_POD reached
 
     def knows(self, key: _PodKey) -> bool:
         """Whether the pod's engine has ever answered."""
@@ -73,8 +88,11 @@ class WorkLedger:
             reading = readings.get(key)
             worked = self._advance(state, reading) if reading is not None else None
             state.up = reading is not None
-            served = any(c.total > 0 for (_, name), c in state.counters.items() if
-                         name == "generation_tokens")  # fmt: skip
+            served = any(
+                mirror.exported > 0
+                for (_, (name, _)), mirror in state.counters.items()
+                if name == "generation_tokens"
+            )
             if is_new and not served:
                 state.awaiting_first_token = True
             elif state.awaiting_first_token and served:
@@ -88,66 +106,73 @@ class WorkLedger:
         return tuple(work)
 
     def _advance(self, state: _PodState, reading: EngineReading) -> bool:
-        restarted = (
-            state.process_start is not None
-            and reading.process_start_time is not None
-            and reading.process_start_time != state.process_start
-        )
+        """Mirror one reading; whether the engine did work since the last one."""
+        start = reading.process_start_time
         worked = False
-        seen = set()
         for stats in reading.models:
-            for name in _COUNTERS:
-                raw = getattr(stats, name)
-                if raw is None:
+            for key, raw in stats.counters.items():
+                mirror = state.counters.get((stats.model, key))
+                if mirror is None:
+                    if len(state.counters) + len(state.histograms) >= MAX_SERIES_PER_POD:
+                        self.dropped_series += 1
+                        continue
+                    state.counters[(stats.model, key)] = _Mirror(raw, start)
                     continue
-                seen.add((stats.model, name))
-                counter = state.counters.get((stats.model, name))
-                if counter is None:
-                    state.counters[(stats.model, name)] = _Counter(raw, raw)
-                    continue
-                before = counter.total
-                counter.advance(raw, restarted)
-                worked |= name.endswith("_tokens") and counter.total > before
+                before = mirror.exported
+                reset = raw < before and _restarted(mirror.process_start, start)
+                if raw >= before or reset:
+                    mirror.exported, mirror.dipping = raw, False
+                elif not mirror.dipping:  # held until the engine's value passes it again
+                    mirror.dipping = True
+                    self.errors[COUNTER_DIP] += 1
+                mirror.process_start = start
+                if key[0] in _TOKENS:
+                    worked |= mirror.exported > before or (reset and raw > 0)
             worked |= (stats.requests_running or 0) > 0
-        for stale in [k for k in state.counters if k not in seen]:  # a model no longer served
-            del state.counters[stale]
-        state.engine, state.process_start, state.last = (
-            reading.engine,
-            reading.process_start_time,
-            reading,
-        )
+            if self._histograms:
+                self._keep_histograms(state, stats)
+        state.engine, state.last = reading.engine, reading
         return worked
+
+    def _keep_histograms(self, state: _PodState, stats: ModelReading) -> None:
+        for key, histogram in stats.histograms.items():
+            slot = (stats.model, key)
+            if slot not in state.histograms and (
+                len(state.counters) + len(state.histograms) >= MAX_SERIES_PER_POD
+            ):
+                self.dropped_series += 1
+                continue
+            state.histograms[slot] = histogram
 
     def _pod_work(
         self, key: _PodKey, tenant: str, state: _PodState, worked: bool | None
     ) -> PodWork:
         assert state.last is not None
-        models = tuple(
-            _model_work(stats, state.counters, state.up, self._histograms)
-            for stats in state.last.models
+        gauges = {stats.model: stats for stats in state.last.models} if state.up else {}
+        models = sorted(
+            {model for model, _ in state.counters}
+            | {model for model, _ in state.histograms}
+            | set(gauges)
         )
-        return PodWork(key[0], key[1], tenant, state.engine, state.up, models, worked,
+        work = tuple(_model_work(model, state, gauges.get(model)) for model in models)
+        return PodWork(key[0], key[1], tenant, state.engine, state.up, work, worked,
                        state.cold_start)  # fmt: skip
 
 
-def _model_work(
-    stats: ModelStats, counters: Mapping[tuple[str, str], _Counter], up: bool, histograms: bool
-) -> ModelWork:
-    """Counters from the ledger; gauges only from a scrape that just succeeded."""
+def _restarted(before: float | None, now: float | None) -> bool:
+    """Whether a fall of a counter is a restart: a new process start time, or no start
+    time to tell a restart from a glitch (then a restart, the only cause seen in practice)."""
+    return before is None or now is None or before != now
 
-    def total(name: str) -> float | None:
-        counter = counters.get((stats.model, name))
-        return counter.total if counter is not None else None
 
+def _model_work(model: str, state: _PodState, gauges: ModelReading | None) -> ModelWork:
+    """Counters and histograms from the mirror; gauges only from a scrape that just
+    succeeded."""
     return ModelWork(
-        model=stats.model,
-        prompt_tokens_total=total("prompt_tokens") or 0.0,
-        generation_tokens_total=total("generation_tokens") or 0.0,
-        requests_finished_total=total("requests_finished"),
-        preemptions_total=total("preemptions"),
-        requests_running=stats.requests_running if up else None,
-        requests_waiting=stats.requests_waiting if up else None,
-        kv_cache_usage_ratio=stats.kv_cache_usage_ratio if up else None,
-        time_to_first_token_seconds=stats.time_to_first_token_seconds if histograms else None,
-        inter_token_latency_seconds=stats.inter_token_latency_seconds if histograms else None,
+        model=model,
+        counters={key: m.exported for (name, key), m in state.counters.items() if name == model},
+        histograms={key: h for (name, key), h in state.histograms.items() if name == model},
+        requests_running=gauges.requests_running if gauges is not None else None,
+        requests_waiting=gauges.requests_waiting if gauges is not None else None,
+        kv_cache_usage_ratio=gauges.kv_cache_usage_ratio if gauges is not None else None,
     )

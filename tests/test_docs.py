@@ -19,7 +19,16 @@ ROOT = Path(__file__).parent.parent
 def served_names() -> set[str]:
     """Every gpuwork_ sample name the exporter can serve, from a run with every series."""
     faults = [{"kind": "xid", "at": 2, "gpu": 0, "xid": 13}]
-    pods = [{"name": "p", "namespace": "n", "tenant": "t", "devices": ["0"]}]
+    # a pod that starts with the node: its engine's cold start is seen
+    pods = [
+        {
+            "name": "p",
+            "namespace": "n",
+            "tenant": "t",
+            "devices": ["0"],
+            "started_before_seconds": 0,
+        }
+    ]
     sim = make_sim(
         scenario_from({"name": "t", "gpus": [{"model": "H100-SXM5-80GB"}], "pods": pods,
                        "faults": faults})

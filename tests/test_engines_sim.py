@@ -123,8 +123,9 @@ async def test_every_engine_pod_serves_its_own_format_on_its_own_address(
             reading = parse_engine(body)
             assert stats is not None and reading.engine == pod.engine
             (model,) = reading.models
-            for field in ("prompt_tokens", "generation_tokens", "requests_running"):
-                assert getattr(model, field) == pytest.approx(getattr(stats, field)), field
+            assert model.total("prompt_tokens") == pytest.approx(stats.prompt_tokens)
+            assert model.total("generation_tokens") == pytest.approx(stats.generation_tokens)
+            assert model.requests_running == stats.requests_running
         # trtllm-serve's /metrics is not its exposition; nothing else is served either
         assert (await fetch(session, engines.url("ads", "ads-a100-0").replace(
             "/prometheus/metrics", "/metrics")))[0] == 404  # fmt: skip
@@ -365,7 +366,7 @@ def test_engines_run_in_a_process_of_their_own() -> None:
             node, node.scenario.pods[0], time.time() - wall_start
         )
         (model,) = reading.models
-        assert model.generation_tokens  # 50 s in: serving since 30 s
+        assert model.total("generation_tokens")  # 50 s in: serving since 30 s
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     finally:

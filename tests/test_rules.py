@@ -27,6 +27,8 @@ import yaml
 
 from exporter.metrics import build_families
 from exporter.model import DeviceState, NodeSnapshot
+from exporter.simulation.engine_bodies import BodyFault
+from exporter.simulation.scenario import EngineBodyFault, Scenario, load_scenario
 from exporter.simulation.work import tenant_gpu_seconds_held, tenant_tokens
 from tests.test_metrics import promtool
 from tests.test_truth import INTERVAL, Run, exporter_on_mixed
@@ -81,12 +83,21 @@ def exposed(snapshot: NodeSnapshot) -> dict[tuple[str, Labels], float]:
     }
 
 
-async def record(run: Run) -> dict[tuple[str, Labels], list[float | None]]:
-    """Every series over STEPS collections, INTERVAL apart; None where it was not served."""
+async def record(
+    run: Run, restart_exporter_at: int | None = None
+) -> dict[tuple[str, Labels], list[float | None]]:
+    """Every series over STEPS collections, INTERVAL apart; None where it was not served.
+    `restart_exporter_at`: the step at which the exporter is down (nothing is scraped), to
+    start again as a new process at the next."""
     history: defaultdict[tuple[str, Labels], list[float | None]] = defaultdict(
         lambda: [None] * STEPS
     )
     for step in range(STEPS):
+        if step == restart_exporter_at:
+            await run.restart_exporter()
+            run.times.append(run.sim.clock())
+            run.sim.clock.advance(INTERVAL)
+            continue
         await run.collect(0)  # one collection, then the clock moves on
         for key, value in exposed(run.published[-1]).items():
             history[key][step] = value
@@ -484,3 +495,102 @@ def test_the_rules_split_and_join_as_python_does(tmp_path: Path) -> None:
         labelled(node="n1"),
         labelled(node="n2"),
     }
+
+
+# -- the headline through hostile engines and an exporter restart --------------------------
+
+# (pod, at, seconds, what its engine serves wrong), on the node's clock, inside the hour.
+# Dips only where the engine serves a process start time (vLLM): elsewhere a fall is
+# taken as a restart, as docs/useful-work.md says.
+HOSTILE = (
+    ("chat/chat-llama-0", 900, 30, BodyFault.COUNTER_DIP),
+    ("chat/chat-llama-0", 1500, 20, BodyFault.DUPLICATE_SERIES),
+    ("chat/chat-llama-0", 2500, 20, BodyFault.TRUNCATED),
+    ("chat/chat-h200-0", 1100, 20, BodyFault.NEGATIVE_VALUE),
+    ("chat/chat-h200-0", 2800, 30, BodyFault.INVALID_UTF8),
+    ("chat/chat-h200-0", 3300, 30, BodyFault.COUNTER_DIP),
+    ("ads/ads-ranker-0", 1000, 30, BodyFault.INVALID_UTF8),
+    ("ads/ads-ranker-0", 1800, 20, BodyFault.NAN_VALUE),
+    ("ads/ads-a100-0", 1300, 20, BodyFault.TRUNCATED),
+    ("ads/ads-a100-0", 2600, 30, BodyFault.DUPLICATE_SERIES),
+    ("search/search-0", 1200, 20, BodyFault.NEGATIVE_VALUE),
+    ("search/search-0", 2400, 20, BodyFault.HTML_200),
+    ("search/search-l4-0", 3000, 20, BodyFault.NAN_VALUE),
+    ("search/search-l4-0", 3100, 20, BodyFault.HTML_200),
+)
+EXPORTER_RESTART = 200  # the step at which the exporter is down, then starts anew
+
+
+def hostile_mixed() -> Scenario:
+    """`mixed`, priced, with every hostile body the simulated engines can serve."""
+    scenario = load_scenario("mixed")
+    faults = [
+        EngineBodyFault(kind="engine_body", pod=pod, at=at, seconds=seconds, body=body)
+        for pod, at, seconds, body in HOSTILE
+    ]
+    return scenario.model_copy(update={"faults": [*scenario.faults, *faults]})
+
+
+def within(rule: str, truth: str, tolerance: float) -> str:
+    """A PromQL expression that is empty when `rule` has exactly the tenants of `truth`,
+    each within `tolerance` of it (relative)."""
+    return (
+        f"(abs({rule} - ignoring (rule) {truth}) > ignoring (rule) {tolerance} * {truth} + 1)"
+        f" or ({rule} unless ignoring (rule) {truth}) or ({truth} unless ignoring (rule) {rule})"
+    )
+
+
+@pytest.mark.integration
+async def test_tokens_per_gpu_hour_stay_true_through_hostile_engines_and_an_exporter_restart(
+    tmp_path: Path,
+) -> None:
+    tool = promtool()
+    async with exporter_on_mixed(tmp_path, PRICES, hostile_mixed()) as run:
+        history = await record(run, restart_exporter_at=EXPORTER_RESTART)
+        errors = run.published[-1].errors_total
+    # the faults were met and counted (by the second exporter, for those after its start)
+    seen = {kind for (collector, kind), n in errors.items() if collector == "engines" and n}
+    assert seen >= {"counter_dip", "invalid_utf8", "duplicate_series", "invalid_value"}
+
+    sim, t0 = run.sim, run.times[0]
+    true_tokens = tenant_tokens(sim.node, t0 + START, t0 + EVAL, kind="total")
+    true_held = tenant_gpu_seconds_held(sim.node, t0 + START, t0 + EVAL)
+    serving = {pod.tenant for pod in sim.node.scenario.pods if pod.engine is not None}
+    per_gpu_hour = {t: true_tokens[t] / (true_held[t] / 3600) for t in serving}
+    assert {t for t, v in per_gpu_hour.items() if v > 0} == {"chat", "ads", "search"}
+    assert per_gpu_hour["research"] == 0  # engines that never served: 0, not absent
+    checks = {
+        "tenant:gpuwork_tokens:increase1h": {t: true_tokens[t] for t in serving},
+        "tenant:gpuwork_tokens_per_gpu_hour:ratio_rate1h": per_gpu_hour,
+    }
+    inputs = [
+        {"series": series(name, labels),
+         "values": " ".join("_" if v is None else number(v) for v in values)}
+        for (name, labels), values in sorted(history.items())
+    ]  # fmt: skip
+    for rule, truth in checks.items():
+        inputs += [
+            {"series": series("gpuwork_test_truth", labelled(rule=rule, tenant=tenant)),
+             "values": f"_x{STEPS - 1} {number(value)}"}
+            for tenant, value in truth.items()
+        ]  # fmt: skip
+    test = {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": f"{EVAL_INTERVAL}s",
+        "tests": [{
+            "interval": f"{INTERVAL:g}s",
+            "input_series": inputs,
+            "promql_expr_test": [
+                {"expr": within(rule, f'gpuwork_test_truth{{rule="{rule}"}}', 0.01),
+                 "eval_time": f"{EVAL}s", "exp_samples": []}
+                for rule in checks
+            ],
+        }],
+    }  # fmt: skip
+    test_file = tmp_path / "hostile.test.yml"
+    test_file.write_text(json.dumps(test))
+    result = await asyncio.to_thread(
+        subprocess.run, [tool, "test", "rules", str(test_file)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-6000:]

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client.exposition import choose_encoder
 
-from exporter.engines.scraper import EngineScraper, EngineTarget, engine_target, targets_for
+from exporter.engines.scraper import (
+    ACCEPT,
+    EngineScraper,
+    EngineTarget,
+    engine_target,
+    targets_for,
+)
 from exporter.model import PodMeta
 from exporter.simulation.engines import SimulatedEngines
 from exporter.simulation.node import SimulatedNode
@@ -202,3 +211,75 @@ async def test_one_hanging_engine_does_not_delay_the_other_55() -> None:
     assert all(r.reading is not None for r in results[1:])
     assert max(r.duration_seconds for r in results[1:]) < 0.5  # none waited for the hung one
     assert wall < 1.5  # bounded by the one timeout, not by the sum
+
+
+# -- what prometheus_client servers answer the scraper ------------------------------------------
+
+
+def vllm_registry() -> CollectorRegistry:
+    """A registry with vLLM's own family names and labels, as a vLLM server holds them."""
+    registry = CollectorRegistry()
+    labels = ("model_name", "engine")
+    prompt = Counter("vllm:prompt_tokens", "Prefill tokens.", labels, registry=registry)
+    generation = Counter("vllm:generation_tokens", "Generation tokens.", labels, registry=registry)
+    running = Gauge("vllm:num_requests_running", "Running.", labels, registry=registry)
+    prompt.labels("m", "0").inc(400)
+    generation.labels("m", "0").inc(100)
+    running.labels("m", "0").set(3)
+    return registry
+
+
+@pytest.fixture
+def prometheus_client_server() -> Iterator[str]:
+    """vLLM's metrics served by prometheus_client's own HTTP server and negotiation."""
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=vllm_registry())
+    yield f"http://127.0.0.1:{server.server_port}/metrics"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+async def test_prometheus_client_answers_the_scrapers_accept_with_names_intact(
+    prometheus_client_server: str,
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        headers = {"Accept": ACCEPT}
+        async with session.get(prometheus_client_server, headers=headers) as response:
+            content_type = response.headers["Content-Type"]
+            text = await response.text()
+    assert content_type.startswith("text/plain; version=0.0.4")
+    assert 'vllm:prompt_tokens_total{engine="0",model_name="m"} 400.0' in text
+
+    scraper = EngineScraper(timeout=2.0, max_bytes=1 << 20)
+    (result,) = await scraper.scrape([EngineTarget("ns", "p", prometheus_client_server)])
+    await scraper.close()
+    assert result.error is None and result.reading is not None
+    (model,) = result.reading.models
+    assert model.counters == {
+        ("prompt_tokens", "engine=0"): 400.0,
+        ("generation_tokens", "engine=0"): 100.0,
+    }
+    assert model.requests_running == 3.0
+
+
+async def test_an_engine_answering_openmetrics_with_escaped_names_is_still_read(
+    serve: Callable[[dict[str, Handler]], Awaitable[str]],
+) -> None:
+    encoder, content_type = choose_encoder("application/openmetrics-text;version=1.0.0")
+    exposition = encoder(vllm_registry())
+    assert b"vllm_prompt_tokens_total" in exposition  # what the library does to the names
+
+    async def openmetrics_always(_: web.Request) -> web.StreamResponse:
+        return web.Response(body=exposition, headers={"Content-Type": content_type})
+
+    async def cut_short(_: web.Request) -> web.StreamResponse:
+        return web.Response(body=exposition[:-6], headers={"Content-Type": content_type})
+
+    base = await serve({"/metrics": openmetrics_always, "/cut": cut_short})
+    scraper = EngineScraper(timeout=2.0, max_bytes=1 << 20)
+    whole, cut = await scraper.scrape(
+        [EngineTarget("ns", "a", f"{base}/metrics"), EngineTarget("ns", "b", f"{base}/cut", True)]
+    )
+    await scraper.close()
+    assert whole.reading is not None and whole.reading.engine == "vllm"
+    assert whole.reading.models[0].total("prompt_tokens") == 400.0
+    assert (cut.reading, cut.error) == (None, "truncated")  # no `# EOF`

@@ -1,37 +1,42 @@
-"""Reads an engine's `/metrics` body into an `EngineReading`: only what gpuwork uses.
+"""Reads an engine's `/metrics` body into an `EngineReading`: only what gpuwork uses, and
+only what the body says for certain.
 
-The exporter parses every engine pod of its node each collection (56 bodies of ~600 lines
-in 50 ms of CPU), so this does not parse the exposition; it *searches* it. One compiled
-pattern, built from the catalog, matches only the sample lines whose names some engine
-entry reads: every other line (comments, `_created`, the hundreds of families gpuwork
-does not use) is skipped inside the regex engine, and Python code runs for the ~60
-lines that matter. The pattern starts with a newline, which the regex engine scans for
-at C speed, then a trie of the wanted names.
+The exporter parses every engine pod of its node each collection (56 bodies of ~600 lines),
+so this does not parse the whole exposition; it *searches* it. One compiled pattern, built
+from the catalog, matches only the sample lines whose names some engine entry reads and
+the `# TYPE` lines of their families: every other line (comments, `_created`, the hundreds
+of families gpuwork does not use) is skipped inside the regex engine, and Python code runs
+for the ~60 lines that matter. The pattern starts with a newline, which the regex engine
+scans for at C speed, then a trie of the wanted names.
 
-What it accepts: the Prometheus text format 0.0.4 and OpenMetrics 1.0 (sample names
-are the same in both: counters' samples end in `_total`; `_created` samples are not read;
-exemplars after ` # ` and timestamps after the value are ignored; nothing after `# EOF`
-is read); NaN, +Inf and -Inf values; escaped label values (`\\"`, `\\\\`, `\\n`). It
-works on bytes and never decodes the body: invalid UTF-8 only reaches a model name, and
-there as U+FFFD.
+Formats: the Prometheus text format 0.0.4 and OpenMetrics 1.0. Sample names are the same
+in both (counters' samples end in `_total`), except that OpenMetrics served with
+`escaping=underscores` (prometheus_client's default for it) writes `vllm:prompt_tokens_total`
+as `vllm_prompt_tokens_total`: both spellings are read as one name. Exemplars and
+timestamps are allowed after the value; nothing after `# EOF` is read.
 
-What it does with imperfect bodies:
-- a body cut short (no final newline) loses its last, partial line; the rest counts;
-- a non-finite counter, gauge, bucket count, `_sum` or `_count` is absent (a NaN gauge
-  says nothing; an infinite token count is not a count);
-- an exact duplicate series (same name, same label text) counts once: the first wins;
-- several series of one model (vLLM data-parallel `engine="0"`/`engine="1"`,
-  prometheus_client multiprocess `pid` labels, SGLang ranks, or a family repeated) are
-  summed, per `le` for histogram buckets; the KV-cache ratio takes their maximum;
-- a histogram without a `+Inf` bucket or without `_sum` is absent; without `_count` its
-  count is the `+Inf` bucket's;
-- TYPE and HELP lines are not read: a name is trusted to be what the catalog says.
-Counters going backwards (an engine restart) are the caller's business.
+Hostile bodies. A number read wrong is worse than a number missing: a lost series reads as
+a held counter, a wrong one as tokens never served. So:
+- a body cut short (text without its final newline, OpenMetrics without `# EOF`) is
+  refused whole: `ExpositionError("truncated")`;
+- a matched line that breaks the grammar (label set, value, what follows it) is not read
+  (`invalid_line`); nor one whose label values are not UTF-8 (`invalid_utf8`);
+- a value no counter can hold (negative, NaN, ±Inf in a counter, a histogram bucket,
+  `_sum` or `_count`; a negative or non-finite request gauge; a ratio outside 0-1 or a
+  start time that is no time) is not read (`invalid_value`);
+- a series served twice in one body, its labels in any order, is not read at all: which
+  copy is right cannot be told (`duplicate_series`);
+- a family declared with two types is not read (`type_conflict`).
+Each is a `Problem` with its line number. Nothing is summed across series here: counters
+and histograms stay per engine series (`ModelReading.counters`), so one series missing
+from one body cannot look like a reset of a sum. Only gauges are combined per model (the
+KV-cache ratio takes the maximum, request gauges add up). A model exists only by a line
+that was read, so a corrupted line never invents one.
 
-Bounds: at most `max_series` matched sample lines are read (duplicates included), at
-most 16 models per engine (the first seen), model names cut at 128 characters. The
-caller caps the body's size; the parser holds nothing between calls but a bounded cache
-of label sets it has parsed.
+Bounds: at most `max_series` matched sample lines are read, at most 16 models per engine
+(the first seen), model names cut at 128 characters, series labels at 256; what a cap
+leaves out is counted in `EngineReading.dropped_series`. The caller caps the body's size.
+The parser holds nothing between calls but a bounded cache of label sets it has parsed.
 """
 
 from __future__ import annotations
@@ -48,14 +53,22 @@ from exporter.engines.catalog import (
     EngineSpec,
     SourceKind,
 )
-from exporter.model import EngineReading, Histogram, ModelStats
+from exporter.model import EngineReading, Histogram, ModelReading, Problem, SeriesKey
 
 MAX_SERIES = 10_000
 MAX_MODELS = 16
 MAX_MODEL_CHARS = 128
+MAX_SERIES_CHARS = 256
+MAX_PROBLEMS = 64  # problems kept with their line; all are counted
 
 NOT_METRICS = "not_metrics"
 UNKNOWN_ENGINE = "unknown_engine"
+TRUNCATED = "truncated"
+INVALID_LINE = "invalid_line"
+INVALID_UTF8 = "invalid_utf8"
+INVALID_VALUE = "invalid_value"
+DUPLICATE_SERIES = "duplicate_series"
+TYPE_CONFLICT = "type_conflict"
 
 _BOM = b"\xef\xbb\xbf"
 # What an exposition can start with: a comment, or a metric name.
@@ -64,7 +77,14 @@ _FIRST_BYTES = frozenset(b"#_:abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX
 # between quoted values. Written as unrolled loops: runs of plain bytes are one step each.
 _QUOTED = rb'"([^"\\\n]*(?:\\.[^"\\\n]*)*)"'
 _LABELS = rb'[^"}\n]*(?:"[^"\\\n]*(?:\\.[^"\\\n]*)*"[^"}\n]*)*'
-_LABEL = re.compile(rb"([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*" + _QUOTED)
+_NAME = rb"[A-Za-z_][A-Za-z0-9_]*"
+_PAIR = _NAME + rb'[ \t]*=[ \t]*"[^"\\\n]*(?:\\.[^"\\\n]*)*"'
+_LABEL = re.compile(rb"(" + _NAME + rb")[ \t]*=[ \t]*" + _QUOTED)
+_LABEL_SET = re.compile(
+    rb"[ \t]*(?:" + _PAIR + rb"(?:[ \t]*,[ \t]*" + _PAIR + rb")*[ \t]*,?)?[ \t]*"
+)
+# What may follow a value: a timestamp, an OpenMetrics exemplar, a carriage return.
+_TAIL = re.compile(rb"(?:[ \t]+[-+]?[0-9][0-9.eE+-]*)?(?:[ \t]+#[ \t][^\n]*)?[ \t]*\r?")
 _ESCAPE = re.compile(rb"\\(.)")
 # Any sample line at all: only asked when no engine's name matched.
 _ANY_SAMPLE = re.compile(rb"\n[A-Za-z_:][A-Za-z0-9_:]*(?:\{" + _LABELS + rb"\})?[ \t]+([^ \t\n]+)")
@@ -104,17 +124,31 @@ def _trie(words: Iterable[bytes]) -> bytes:
     return body + b"?" if optional else body
 
 
+# What a sample's value must be to be read.
+_ANY, _COUNT, _RATIO, _TIME = range(4)
+
+
+@dataclass(frozen=True, slots=True)
+class _Name:
+    """One wanted sample name, as the index knows it."""
+
+    canonical: bytes  # the unescaped name
+    engine: int  # index into _SPECS; len(_SPECS) for names no engine claims alone
+    family: bytes  # the family its TYPE line names, without `_total` or histogram suffixes
+    bucket: bool
+    check: int  # _ANY, _COUNT, _RATIO or _TIME
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    """How one engine's `ModelStats` fields are read from the accumulated samples."""
+    """How one engine's fields are read from the accepted samples."""
 
     spec: EngineSpec
-    model_labels: Mapping[bytes, int]  # model label -> rank, 0 preferred
+    model_labels: Mapping[str, int]  # model label -> rank, 0 preferred
     # field -> sources, each (kind, sample names, scale), preferred first
     fields: tuple[
         tuple[str, Aggregation, tuple[tuple[SourceKind, tuple[bytes, ...], float], ...]], ...
     ]
-    start_time: bytes | None
 
 
 def _plan(spec: EngineSpec) -> _Plan:
@@ -126,131 +160,191 @@ def _plan(spec: EngineSpec) -> _Plan:
         )
         for name, sources in spec.sources.items()
     )
-    return _Plan(
-        spec=spec,
-        model_labels={label.encode(): rank for rank, label in enumerate(spec.model_labels)},
-        fields=fields,
-        start_time=spec.start_time.encode() if spec.start_time is not None else None,
-    )
+    model_labels = {label: rank for rank, label in enumerate(spec.model_labels)}
+    return _Plan(spec=spec, model_labels=model_labels, fields=fields)
 
 
-def _index(specs: Sequence[EngineSpec]) -> tuple[dict[bytes, tuple[int, bool]], re.Pattern[bytes]]:
-    """Every wanted sample name -> (engine index, is a bucket); and the pattern finding
-    their sample lines (and `# EOF`). Names several engines read (the process start
-    time) get the index `len(specs)`: they identify no engine."""
-    names: dict[bytes, tuple[int, bool]] = {}
-    for name in {spec.start_time for spec in specs if spec.start_time is not None}:
-        names[name.encode()] = (len(specs), False)
+def _family(name: str, kind: SourceKind | None) -> str:
+    if kind in (SourceKind.HISTOGRAM, SourceKind.HISTOGRAM_SUM, SourceKind.HISTOGRAM_COUNT):
+        for suffix in ("_bucket", "_sum", "_count"):
+            if name.endswith(suffix):
+                return name.removesuffix(suffix)
+    return name.removesuffix("_total")
+
+
+def _escaped(name: bytes) -> bytes:
+    """The name as prometheus_client writes it for OpenMetrics with escaping=underscores."""
+    return name.replace(b":", b"_")
+
+
+def _index(
+    specs: Sequence[EngineSpec],
+) -> tuple[dict[bytes, _Name], dict[bytes, bytes], re.Pattern[bytes]]:
+    """Every wanted sample name in both spellings -> `_Name`; every family name a TYPE line
+    may give -> the family; and the pattern finding those lines (and `# EOF`)."""
+    names: dict[bytes, _Name] = {}
+
+    def add(name: str, engine: int, kind: SourceKind | None, check: int) -> None:
+        key = name.encode()
+        if key in names and names[key].engine != engine:
+            raise ValueError(f"sample name {name!r} is claimed by two engines")
+        entry = _Name(key, engine, _family(name, kind).encode(), name.endswith("_bucket"), check)
+        names[key] = names[_escaped(key)] = entry
+
+    for start in {spec.start_time for spec in specs if spec.start_time is not None}:
+        add(start, len(specs), None, _TIME)
     for index, spec in enumerate(specs):
-        for name in spec.sample_names():
-            key = name.encode()
-            if key in names:
-                raise ValueError(f"sample name {name!r} is claimed by two engines")
-            names[key] = (index, name.endswith("_bucket"))
+        for name in spec.identify:
+            add(name, index, None, _ANY)
+        for field_name, sources in spec.sources.items():
+            for source in sources:
+                check = _RATIO if field_name == "kv_cache_usage_ratio" else _COUNT
+                for name in source.sample_names():
+                    add(name, index, source.kind, check)
+    families: dict[bytes, bytes] = {}
+    for key, entry in names.items():
+        for spelling in (entry.family, _escaped(entry.family), key):
+            families[spelling] = entry.family
     pattern = re.compile(
-        rb"\n(?:(# EOF)(?![^\r\n])|("
+        rb"\n(?:(# EOF)(?![^\r\n])|# TYPE[ \t]+("
+        + _trie(families)
+        + rb")[ \t]+([a-z]+)[ \t]*\r?(?![^\n])|("
         + _trie(names)
         + rb")(?:\{("
         + _LABELS
-        + rb")\})?[ \t]+([^ \t\n]+))"
+        + rb")\})?[ \t]+([^ \t\n]+)([^\n]*))"
     )
-    return names, pattern
+    return names, families, pattern
 
 
 _SPECS: tuple[EngineSpec, ...] = tuple(ENGINES.values())
 _PLANS: tuple[_Plan, ...] = tuple(_plan(spec) for spec in _SPECS)
-_NAMES, _SAMPLE = _index(_SPECS)
-_NO_LABELS: Mapping[bytes, int] = {}
+_NAMES, _FAMILIES, _PATTERN = _index(_SPECS)
 _NAN = math.nan
 _INF = math.inf
 
-# Label sets seen before -> (model, le), per engine: an engine serves the same label sets
-# scrape after scrape, so most lines skip label parsing. Cleared when full.
+# A parsed label set: (model, le, series, the pairs sorted), or the kind of its problem.
+_Labels = tuple[str, float, str, tuple[tuple[bytes, bytes], ...]] | str
+_NO_LABELS: _Labels = ("", _NAN, "", ())
+# Label sets seen before, per engine: an engine serves the same label sets scrape after
+# scrape, so most lines skip label parsing. Cleared when full.
 _LABEL_CACHE_MAX = 8192
-_label_cache: list[dict[bytes, tuple[str, float]]] = [{} for _ in range(len(_SPECS) + 1)]
+_label_cache: list[dict[bytes, _Labels]] = [{} for _ in range(len(_SPECS) + 1)]
 
 
-def parse_engine(body: bytes, *, max_series: int = MAX_SERIES) -> EngineReading:
-    """The engine's reading from one `/metrics` body. Raises `ExpositionError`."""
-    text, end = _lines(body)
+@dataclass(slots=True)
+class _Sample:
+    name: _Name
+    model: str
+    le: float
+    series: str
+    value: float
+    at: int  # where its line starts in the text
+
+
+def parse_engine(
+    body: bytes, *, openmetrics: bool = False, max_series: int = MAX_SERIES
+) -> EngineReading:
+    """The engine's reading from one `/metrics` body. `openmetrics`: the body was served
+    as OpenMetrics (it must then end with `# EOF`). Raises `ExpositionError`."""
+    text, cut = _lines(body, openmetrics)
+    end = len(text)
+    problems: list[tuple[str, int, str]] = []  # (kind, where, detail)
     counts = [0] * (len(_SPECS) + 1)
-    models: list[dict[str, None]] = [{} for _ in range(len(_SPECS) + 1)]  # first seen first
-    scalars: dict[tuple[bytes, str], list[float]] = {}  # (name, model) -> [sum, max]
-    buckets: dict[tuple[bytes, str], dict[float, float]] = {}  # (name, model) -> le -> n
-    seen: set[tuple[bytes, bytes | None]] = set()
-    read = 0
+    samples: dict[tuple[bytes, tuple[tuple[bytes, bytes], ...]], _Sample] = {}
+    duplicated: dict[tuple[bytes, tuple[tuple[bytes, bytes], ...]], int] = {}
+    types: dict[bytes, dict[str, int]] = {}  # family -> type -> where first declared
+    read = dropped = 0
     names = _NAMES
     caches = _label_cache
-    isfinite = math.isfinite
-    for match in _SAMPLE.finditer(text, 0, end):
-        eof, name, labels, value_text = match.groups()
-        if eof is not None or read >= max_series:
+    for match in _PATTERN.finditer(text, 0, end):
+        eof, type_family, type_name, name, labels, value_text, tail = match.groups()
+        if eof is not None:
             break
-        read += 1
-        series = (name, labels)
-        if series in seen:
+        if type_family is not None:
+            types.setdefault(_FAMILIES[type_family], {}).setdefault(
+                type_name.decode(), match.start()
+            )
             continue
-        seen.add(series)
-        engine, bucket = names[name]
+        if read >= max_series:
+            dropped += 1
+            continue
+        read += 1
+        entry = names[name]
+        counts[entry.engine] += 1
         if labels:
-            cache = caches[engine]
+            cache = caches[entry.engine]
             parsed = cache.get(labels)
             if parsed is None:
                 if len(cache) >= _LABEL_CACHE_MAX:
                     cache.clear()
-                parsed = cache[labels] = _labels(labels, engine)
-            model, le = parsed
+                parsed = cache[labels] = _labels(labels, entry.engine)
         else:
-            model, le = "", _NAN
-        counts[engine] += 1
-        known = models[engine]
-        if model not in known:
-            if len(known) >= MAX_MODELS:
-                continue
-            known[model] = None
-        try:
-            value = float(value_text)
-        except ValueError:
+            parsed = _NO_LABELS
+        if isinstance(parsed, str):
+            problems.append((parsed, match.start(), "label set"))
             continue
-        if not isfinite(value):
+        model, le, series, pairs = parsed
+        if len(series) > MAX_SERIES_CHARS and entry.check != _ANY:
+            dropped += 1  # a label value too long to export
             continue
-        key = (name, model)
-        if bucket:
-            if le != le or le == -_INF:  # no `le`, or not a number
-                continue
-            by_le = buckets.get(key)
-            if by_le is None:
-                buckets[key] = {le: value}
-            else:
-                by_le[le] = by_le.get(le, 0.0) + value
-        else:
-            acc = scalars.get(key)
-            if acc is None:
-                scalars[key] = [value, value]
-            else:
-                acc[0] += value
-                if value > acc[1]:
-                    acc[1] = value
+        value = _value(value_text, tail)
+        if value is None:
+            problems.append((INVALID_LINE, match.start(), "value or what follows it"))
+            continue
+        if not _valid(entry, value):
+            problems.append(
+                (INVALID_VALUE, match.start(), f"{value_text.decode()} in {name.decode()}")
+            )
+            continue
+        if entry.bucket and (le != le or le == -_INF):  # no `le`, or not a number
+            problems.append((INVALID_LINE, match.start(), "bucket without a numeric le"))
+            continue
+        key = (entry.canonical, pairs)
+        if key in samples:
+            duplicated.setdefault(key, match.start())
+            continue
+        samples[key] = _Sample(entry, model, le, series, value, match.start())
+
+    for key, at in duplicated.items():
+        del samples[key]
+        problems.append((DUPLICATE_SERIES, at, key[0].decode()))
+    conflicts = {family for family, declared in types.items() if len(declared) > 1}
+    if conflicts:
+        for family in sorted(conflicts):
+            problems.append((TYPE_CONFLICT, max(types[family].values()), family.decode()))
+        samples = {k: s for k, s in samples.items() if s.name.family not in conflicts}
 
     best = max(range(len(_SPECS)), key=lambda i: (counts[i], -i))
     if counts[best] == 0:
         raise _unknown(text, end)
-    plan = _PLANS[best]
-    stats = []
-    for model in models[best]:
-        model_stats = _model_stats(plan, model, scalars, buckets)
-        if model_stats is not None:
-            stats.append(model_stats)
+    if cut:  # refused whole: the missing part may hold any series
+        raise ExpositionError(TRUNCATED, cut)
+    models, more_dropped = _models(_PLANS[best], best, samples.values())
     start = None
-    if plan.start_time is not None:
-        acc = scalars.get((plan.start_time, ""))
-        start = acc[1] if acc is not None else None
-    return EngineReading(engine=plan.spec.name, models=tuple(stats), process_start_time=start)
+    for sample in samples.values():
+        if sample.name.engine == len(_SPECS) and not sample.series and not sample.model:
+            start = sample.value
+    problems.sort(key=lambda p: p[1])
+    kinds: dict[str, int] = {}
+    for kind, _, _ in problems:
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return EngineReading(
+        engine=_SPECS[best].name,
+        models=models,
+        process_start_time=start,
+        problems=tuple(
+            Problem(kind, text.count(b"\n", 0, at + 1), detail)
+            for kind, at, detail in problems[:MAX_PROBLEMS]
+        ),
+        problem_counts=kinds,
+        dropped_series=dropped + more_dropped,
+    )
 
 
-def _lines(body: bytes) -> tuple[bytes, int]:
-    """The body with a newline before its first line, and where its last complete line
-    ends: a line without its newline was cut short and is not read."""
+def _lines(body: bytes, openmetrics: bool) -> tuple[bytes, str]:
+    """The body with a newline before its first line, and why it looks cut short ("" when
+    it does not). Raises `ExpositionError` for what is no exposition at all."""
     head = body[:512].lstrip()
     if head.startswith(_BOM):
         head = head[len(_BOM) :].lstrip()
@@ -260,86 +354,180 @@ def _lines(body: bytes) -> tuple[bytes, int]:
         raise ExpositionError(NOT_METRICS, "empty body")
     if head[0] not in _FIRST_BYTES:
         raise ExpositionError(NOT_METRICS, f"body starts with {bytes(head[:16])!r}")
-    text = b"\n" + body
-    return text, text.rfind(b"\n") + 1
+    last = body.rstrip(b"\r\n").rpartition(b"\n")[2]
+    if openmetrics and last.rstrip(b" \t") != b"# EOF":
+        cut = "an OpenMetrics body without its final `# EOF`"
+    elif not openmetrics and not body.endswith(b"\n"):
+        cut = "a body cut short: its last line has no newline"
+    else:
+        cut = ""
+    return b"\n" + body, cut
 
 
-def _labels(labels: bytes, engine: int) -> tuple[str, float]:
-    """(model, le) of one label set: model "" where it names none, le NaN where there is
-    no `le` or it is not a number."""
-    wanted = _PLANS[engine].model_labels if engine < len(_PLANS) else _NO_LABELS
-    model: bytes | None = None
+def _labels(labels: bytes, engine: int) -> _Labels:
+    """(model, le, series, sorted pairs) of one label set, or the kind of its problem.
+    The model is "" where no model label is set, `le` NaN where there is none or it is no
+    number; `series` holds every other label, sorted."""
+    if not _LABEL_SET.fullmatch(labels):
+        return INVALID_LINE
+    raw = _LABEL.findall(labels)
+    pairs = tuple(sorted(raw))
+    if len({name for name, _ in pairs}) != len(pairs):
+        return INVALID_LINE  # a label given twice
+    plan = _PLANS[engine] if engine < len(_PLANS) else None
+    wanted = plan.model_labels if plan is not None else {}
+    model: str | None = None
     model_rank = len(wanted)
     le = _NAN
-    for label, value in _LABEL.findall(labels):
-        if label == b"le":
+    others = []
+    for name_bytes, value_bytes in pairs:
+        try:
+            name = name_bytes.decode()
+            value = _unescape(value_bytes).decode("utf-8")
+        except UnicodeDecodeError:
+            return INVALID_UTF8
+        if name == "le":
             try:
                 le = float(value)
             except ValueError:
                 le = _NAN
+        elif name in wanted:
+            if wanted[name] < model_rank:
+                model, model_rank = value, wanted[name]
         else:
-            rank = wanted.get(label, model_rank)
-            if rank < model_rank:
-                model, model_rank = value, rank
-    if model is None:
-        return "", le
-    return _model_name(model, _PLANS[engine].spec.unnamed_models), le
+            others.append(f"{name}={value}")
+    series = ",".join(others)
+    name_of_model = ""
+    if model is not None and plan is not None:
+        model = model[:MAX_MODEL_CHARS]
+        name_of_model = "" if model in plan.spec.unnamed_models else model
+    return name_of_model, le, series, pairs
 
 
-def _model_name(raw: bytes, unnamed: Iterable[str]) -> str:
-    if b"\\" in raw:
-        raw = _ESCAPE.sub(_unescape, raw)
-    name = raw.decode("utf-8", "replace")[:MAX_MODEL_CHARS]
-    return "" if name in unnamed else name
+def _unescape(raw: bytes) -> bytes:
+    if b"\\" not in raw:
+        return raw
+    return _ESCAPE.sub(lambda m: b"\n" if m.group(1) == b"n" else m.group(1), raw)
 
 
-def _unescape(match: re.Match[bytes]) -> bytes:
-    char = match.group(1)
-    return b"\n" if char == b"n" else char
+def _value(text: bytes, tail: bytes) -> float | None:
+    """The sample's value; None when it, or what follows it, breaks the grammar."""
+    if b"_" in text or (tail and not _TAIL.fullmatch(tail)):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
-def _model_stats(
+def _valid(entry: _Name, value: float) -> bool:
+    check = entry.check
+    if check == _ANY:
+        return True
+    if not math.isfinite(value) or value < 0:
+        return False
+    if check == _RATIO:
+        return value <= 1.0
+    if check == _TIME:
+        return value > 0
+    return True
+
+
+def _models(
+    plan: _Plan, engine: int, samples: Iterable[_Sample]
+) -> tuple[tuple[ModelReading, ...], int]:
+    """The engine's models from its accepted samples, at most MAX_MODELS; and how many
+    samples the cap left out."""
+    known: dict[str, None] = {}  # first seen first
+    # (name, model) -> series -> value, or -> le -> count for buckets
+    values: dict[tuple[bytes, str], dict[str, float]] = {}
+    buckets: dict[tuple[bytes, str], dict[str, dict[float, float]]] = {}
+    dropped = 0
+    for sample in samples:  # in the body's order
+        if sample.name.engine != engine:
+            continue
+        model = sample.model
+        if model not in known:
+            if len(known) >= MAX_MODELS:
+                dropped += 1
+                continue
+            known[model] = None
+        key = (sample.name.canonical, model)
+        if sample.name.bucket:
+            buckets.setdefault(key, {}).setdefault(sample.series, {})[sample.le] = sample.value
+        else:
+            values.setdefault(key, {})[sample.series] = sample.value
+    readings = []
+    for model in known:
+        reading = _model(plan, model, values, buckets)
+        if reading is not None:
+            readings.append(reading)
+    return tuple(readings), dropped
+
+
+def _model(
     plan: _Plan,
     model: str,
-    scalars: Mapping[tuple[bytes, str], list[float]],
-    buckets: Mapping[tuple[bytes, str], Mapping[float, float]],
-) -> ModelStats | None:
-    values: dict[str, float | Histogram] = {}
+    values: Mapping[tuple[bytes, str], Mapping[str, float]],
+    buckets: Mapping[tuple[bytes, str], Mapping[str, Mapping[float, float]]],
+) -> ModelReading | None:
+    counters: dict[SeriesKey, float] = {}
+    histograms: dict[SeriesKey, Histogram] = {}
+    gauges: dict[str, float] = {}
     for field_name, aggregation, sources in plan.fields:
         for kind, sample_names, scale in sources:
-            found: float | Histogram | None
             if kind is SourceKind.HISTOGRAM:
-                found = _histogram(sample_names, model, scalars, buckets)
+                found = _histograms(sample_names, model, values, buckets)
+                histograms.update(((field_name, series), h) for series, h in found.items())
+                if found:
+                    break
+                continue
+            by_series = values.get((sample_names[0], model))
+            if not by_series:
+                continue
+            if kind is SourceKind.GAUGE:
+                combined = (
+                    max(by_series.values())
+                    if aggregation is Aggregation.MAX
+                    else sum(by_series.values())
+                )
+                gauges[field_name] = combined * scale
             else:
-                acc = scalars.get((sample_names[0], model))
-                if acc is None:
-                    continue
-                found = (acc[1] if aggregation is Aggregation.MAX else acc[0]) * scale
-            if found is not None:
-                values[field_name] = found
-                break
-    if not values:
+                counters.update(((field_name, s), v * scale) for s, v in by_series.items())
+            break
+    if not counters and not histograms and not gauges:
         return None
-    return ModelStats(model=model, **values)  # type: ignore[arg-type]
+    return ModelReading(
+        model=model,
+        counters=counters,
+        histograms=histograms,
+        requests_running=gauges.get("requests_running"),
+        requests_waiting=gauges.get("requests_waiting"),
+        kv_cache_usage_ratio=gauges.get("kv_cache_usage_ratio"),
+    )
 
 
-def _histogram(
+def _histograms(
     sample_names: tuple[bytes, ...],
     model: str,
-    scalars: Mapping[tuple[bytes, str], list[float]],
-    buckets: Mapping[tuple[bytes, str], Mapping[float, float]],
-) -> Histogram | None:
+    values: Mapping[tuple[bytes, str], Mapping[str, float]],
+    buckets: Mapping[tuple[bytes, str], Mapping[str, Mapping[float, float]]],
+) -> dict[str, Histogram]:
+    """Each series' histogram; one without a `+Inf` bucket or a `_sum` is absent, one
+    without `_count` counts its `+Inf` bucket."""
     bucket_name, sum_name, count_name = sample_names
-    by_le = buckets.get((bucket_name, model))
-    total = scalars.get((sum_name, model))
-    if by_le is None or _INF not in by_le or total is None:
-        return None
-    count = scalars.get((count_name, model))
-    return Histogram(
-        buckets=tuple(sorted(by_le.items())),
-        count=count[0] if count is not None else by_le[_INF],
-        sum=total[0],
-    )
+    sums = values.get((sum_name, model), {})
+    counts = values.get((count_name, model), {})
+    found = {}
+    for series, by_le in buckets.get((bucket_name, model), {}).items():
+        if _INF not in by_le or series not in sums:
+            continue
+        found[series] = Histogram(
+            buckets=tuple(sorted(by_le.items())),
+            count=counts.get(series, by_le[_INF]),
+            sum=sums[series],
+        )
+    return found
 
 
 def _unknown(text: bytes, end: int) -> ExpositionError:
@@ -356,10 +544,17 @@ def _unknown(text: bytes, end: int) -> ExpositionError:
 
 
 __all__ = [
+    "DUPLICATE_SERIES",
+    "INVALID_LINE",
+    "INVALID_UTF8",
+    "INVALID_VALUE",
     "MAX_MODELS",
     "MAX_MODEL_CHARS",
+    "MAX_PROBLEMS",
     "MAX_SERIES",
     "NOT_METRICS",
+    "TRUNCATED",
+    "TYPE_CONFLICT",
     "UNKNOWN_ENGINE",
     "ExpositionError",
     "parse_engine",

@@ -28,7 +28,12 @@ DEFAULT_PORT = 8000  # vLLM's, and the port most engine images listen on
 DEFAULT_PATH = "/metrics"
 METRICS_PORT_NAMES = ("metrics", "http", "http-metrics")  # named container ports, in order
 _PATH = re.compile(r"^/[A-Za-z0-9._~/-]{0,255}$")  # a plain absolute path: no query, no host
-ACCEPT = "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1"
+# The text format 0.0.4 only. prometheus_client (vLLM, SGLang, trtllm-serve) answers
+# OpenMetrics whenever the header names it, whatever its q-value, and then escapes names
+# (`vllm:prompt_tokens_total` -> `vllm_prompt_tokens_total`); asked for text 0.0.4 alone
+# it keeps them intact. The parser still reads either, for servers that ignore the ask.
+ACCEPT = "text/plain;version=0.0.4,*/*;q=0.1"
+OPENMETRICS = "application/openmetrics-text"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +50,8 @@ class ScrapeResult:
     reading: EngineReading | None
     error: str | None  # a kind for the errors metric; None on success
     duration_seconds: float
+    message: str = ""  # what went wrong, for people (the probe, debug logs)
+    url: str = ""  # the URL that answered last (after falling back to another path)
 
 
 def engine_target(pod: PodMeta) -> EngineTarget | None:
@@ -122,14 +129,15 @@ class EngineScraper:
                         raise
                     reading = await self._other_paths(key, url, error)
         except TimeoutError:
-            return self._result(target, None, "timeout", started)
-        except _ScrapeError as failure:
-            return self._result(target, None, failure.kind, started)
-        except ExpositionError as error:
-            return self._result(target, None, error.kind, started)
-        except (aiohttp.ClientError, OSError):
-            return self._result(target, None, "connection", started)
-        return self._result(target, reading, None, started)
+            return self._result(
+                target, None, "timeout", started, f"no answer in {self._timeout:g} s"
+            )
+        except (_ScrapeError, ExpositionError) as error:
+            return self._result(target, None, error.kind, started, str(error))
+        except (aiohttp.ClientError, OSError) as error:
+            return self._result(target, None, "connection", started, str(error) or repr(error))
+        url = _with_path(target.url, self._paths[key]) if key in self._paths else target.url
+        return self._result(target, reading, None, started, url=url)
 
     async def _other_paths(self, key: tuple[str, str], url: str, error: Exception) -> EngineReading:
         """The first of the catalog's other paths that serves an engine; else `error`."""
@@ -147,25 +155,34 @@ class EngineScraper:
         assert self._session is not None
         async with self._session.get(url, allow_redirects=False) as response:
             if response.status != 200:
-                raise _ScrapeError(f"http_{response.status}")
+                raise _ScrapeError(f"http_{response.status}", f"{url} answered {response.status}")
+            too_large = f"{url}: body over {self._max_bytes} bytes"
             if (response.content_length or 0) > self._max_bytes:
-                raise _ScrapeError("too_large")
+                raise _ScrapeError("too_large", too_large)
             body = bytearray()
             async for chunk in response.content.iter_chunked(64 * 1024):
                 body += chunk
                 if len(body) > self._max_bytes:
-                    raise _ScrapeError("too_large")
-        return parse_engine(bytes(body))
+                    raise _ScrapeError("too_large", too_large)
+            openmetrics = response.headers.get("Content-Type", "").startswith(OPENMETRICS)
+        return parse_engine(bytes(body), openmetrics=openmetrics)
 
     def _result(
-        self, target: EngineTarget, reading: EngineReading | None, error: str | None, started: float
+        self,
+        target: EngineTarget,
+        reading: EngineReading | None,
+        error: str | None,
+        started: float,
+        message: str = "",
+        url: str = "",
     ) -> ScrapeResult:
-        return ScrapeResult(target, reading, error, self._monotonic() - started)
+        elapsed = self._monotonic() - started
+        return ScrapeResult(target, reading, error, elapsed, message, url or target.url)
 
 
 class _ScrapeError(Exception):
-    def __init__(self, kind: str) -> None:
-        super().__init__(kind)
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
         self.kind = kind
 
 

@@ -35,7 +35,8 @@ class EngineSource:
         self._monotonic = monotonic
         self._wall_clock = wall_clock
         self._last_success: float | None = None
-        self.errors: Counter[str] = Counter()  # scrape error kind -> count since start
+        self._scrape_errors: Counter[str] = Counter()  # error kind -> count since start
+        self._dropped = 0  # engine series a parser cap left out, since start
 
     async def collect(
         self, attribution: Attribution, cluster: ClusterView | None
@@ -50,7 +51,10 @@ class EngineSource:
             readings[key] = result.reading
             known = self._work.knows(key)
             if result.error is not None and (known or result.error not in NOT_AN_ENGINE):
-                self.errors[result.error] += 1
+                self._scrape_errors[result.error] += 1
+            if result.reading is not None:
+                self._scrape_errors.update(result.reading.problem_counts)
+                self._dropped += result.reading.dropped_series
         now = self._wall_clock()
         work = self._work.update(
             ((key, tenants[key], pods[key].start_time) for key in readings), readings, now
@@ -60,6 +64,16 @@ class EngineSource:
             self._last_success = now
         health = CollectorHealth(not failed, self._monotonic() - started, self._last_success)
         return work, health
+
+    @property
+    def errors(self) -> Counter[str]:
+        """Error kind -> count since start: failed scrapes, lines not read, counter dips."""
+        return self._scrape_errors + self._work.errors
+
+    @property
+    def dropped_series(self) -> int:
+        """Engine series left out by a cap (parser or ledger), since start."""
+        return self._dropped + self._work.dropped_series
 
     async def close(self) -> None:
         await self._scraper.close()

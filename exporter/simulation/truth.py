@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from itertools import pairwise
 
 from exporter.engines.exposition import parse_engine
-from exporter.model import DeviceState, ModelStats
+from exporter.model import DeviceState, ModelReading
 from exporter.simulation.engine_bodies import render_exposition
 from exporter.simulation.holdings import device_fraction, live_devices
 from exporter.simulation.loads import mean_activity, runs_process
@@ -74,7 +74,7 @@ def _engine_up(worked: dict[str, list[bool | None]], pod: PodSpec, k: int) -> bo
     return judged is not None and judged[k] is not None
 
 
-def _served(node: SimulatedNode, pod: PodSpec, t: float) -> ModelStats | None:
+def _served(node: SimulatedNode, pod: PodSpec, t: float) -> ModelReading | None:
     """What the engine serves at t, as its own exposition says it (fields it lacks: None)."""
     stats = engine_stats(node, pod, t)
     if stats is None or pod.engine is None:
@@ -94,7 +94,8 @@ def engine_worked(node: SimulatedNode, pod: PodSpec, times: Sequence[float]) -> 
             worked.append(None)
             continue
         started = engine_process_start(node, pod, t)
-        prompt, generation = stats.prompt_tokens or 0.0, stats.generation_tokens or 0.0
+        prompt = stats.total("prompt_tokens") or 0.0
+        generation = stats.total("generation_tokens") or 0.0
         grew = False
         if last is not None:
             restarted = started != last[0] or prompt < last[1] or generation < last[2]

@@ -269,8 +269,13 @@ async def _serve(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["probe"]:
+        from exporter.probe import main as probe
+
+        return probe(args[1:])
     try:
-        settings = load_settings(parse_args(argv), os.environ)
+        settings = load_settings(parse_args(args), os.environ)
         configure_logging(settings.log_level, settings.log_format)
         nvml, node = nvml_library(settings)
     except (SettingsError, ScenarioError) as error:

@@ -232,18 +232,22 @@ async def _serve(
     settings: Settings, nvml: Any, node: str, sources: PodSources | None, stop: asyncio.Event
 ) -> None:
     snapshots = SnapshotCollector()
-    collection = Collection(
-        NvmlReader(nvml),
-        node=node,
-        publish=snapshots.update,
-        timeout=settings.collect_timeout,
-        attributor=build_attributor(settings, sources) if sources else None,
-        ledger=build_ledger(settings) if sources else None,
-        engines=build_engines(settings) if sources else None,
-        cluster=sources.cluster if sources else lambda: None,
-        cluster_errors=sources.cluster_errors if sources else Counter,
-        prices=gpu_prices(settings, nvml),
-    )
+
+    def start_collection() -> Collection:
+        return Collection(
+            NvmlReader(nvml),
+            node=node,
+            publish=snapshots.update,
+            timeout=settings.collect_timeout,
+            attributor=build_attributor(settings, sources) if sources else None,
+            ledger=build_ledger(settings) if sources else None,
+            engines=build_engines(settings) if sources else None,
+            cluster=sources.cluster if sources else lambda: None,
+            cluster_errors=sources.cluster_errors if sources else Counter,
+            prices=gpu_prices(settings, nvml),
+        )
+
+    collection = start_collection()
     freeze_startup_objects()
     runner = web.AppRunner(make_app(build_registry(snapshots), lambda: collection.ready),
                            access_log=None)  # fmt: skip
@@ -261,11 +265,52 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
+        for seconds in simulated_exporter_restarts(settings, nvml):
+            await _run_for(collection, settings.collect_interval, stop, seconds)
+            if stop.is_set():
+                break
+            log.warning("the scenario restarts the exporter: what it kept in memory starts anew")
+            await collection.close()
+            collection = start_collection()
         await collection.run(settings.collect_interval, stop)
     finally:
         log.info("shutting down")
         await collection.close()
         await runner.cleanup()
+
+
+def simulated_exporter_restarts(settings: Settings, nvml: Any) -> list[float]:
+    """Seconds from now to each restart of the exporter the simulated scenario holds
+    (`exporter_restart` faults still ahead), each counted from the one before."""
+    if settings.simulate is None:
+        return []
+    from exporter.simulation.scenario import exporter_restarts
+
+    now = previous = nvml.node.clock()
+    waits = []
+    for at in exporter_restarts(nvml.node.scenario):
+        if at > now:
+            waits.append(at - previous)
+            previous = at
+    return waits
+
+
+async def _run_for(
+    collection: Collection, interval: float, stop: asyncio.Event, seconds: float
+) -> None:
+    """Collect every `interval` for `seconds`, or until `stop`."""
+    over = asyncio.Event()
+
+    async def end() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+        over.set()
+
+    ender = asyncio.create_task(end())
+    try:
+        await collection.run(interval, over)
+    finally:
+        ender.cancel()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ from pathlib import Path
 import pynvml
 import pytest
 import structlog
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import __version__
@@ -27,6 +29,7 @@ from exporter.simulation.node import SimulatedNode
 from exporter.simulation.scenario import load_scenario
 
 REPO = Path(__file__).resolve().parent.parent
+SCENARIOS = REPO / "exporter" / "simulation" / "scenarios"
 READY_WITHIN_SECONDS = 15.0
 EXIT_WITHIN_SECONDS = 10.0
 
@@ -329,6 +332,55 @@ def test_the_exporter_serves_a_simulated_node_and_stops_on_sigterm() -> None:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=EXIT_WITHIN_SECONDS)
         assert process.returncode == 0, stderr.decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def test_a_scenario_restarts_the_exporter_and_the_mirrored_tokens_never_fall(
+    tmp_path: Path,
+) -> None:
+    scenario = yaml.safe_load((SCENARIOS / "small.yaml").read_text())
+    scenario["faults"] = [{"kind": "exporter_restart", "at": 2.5}]
+    path = tmp_path / "restarting.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUWORK_")}
+    argv = [sys.executable, "-m", "exporter", "--simulate", str(path),
+            "--collect.interval", "200ms", "--web.listen-address", f"127.0.0.1:{port}"]  # fmt: skip
+    process = subprocess.Popen(
+        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+    def totals() -> tuple[float, float]:
+        """(GPU-seconds in the waste ledger, generation tokens of chat-0) now."""
+        families = {
+            f.name: f for f in text_string_to_metric_families(get(f"{base}/metrics")[1].decode())
+        }
+        held = sum(s.value for s in families["gpuwork_device_state_seconds"].samples)
+        (tokens,) = [s.value for s in families["gpuwork_tokens"].samples if
+                     s.labels["pod"] == "chat-0" and s.labels["type"] == "generation"]  # fmt: skip
+        return held, tokens
+
+    try:
+        wait_until_ready(process, base)
+        seen = [totals()]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and seen[-1][0] >= max(held for held, _ in seen):
+            time.sleep(0.2)
+            with contextlib.suppress(KeyError, ValueError):  # between two exporter lives
+                seen.append(totals())
+        # the ledger's seconds, kept in memory, started anew: the exporter did restart ...
+        assert seen[-1][0] < max(held for held, _ in seen)
+        # ... and the tokens, the engine's own counter mirrored, never fell
+        tokens = [t for _, t in seen]
+        assert tokens == sorted(tokens) and tokens[-1] > tokens[0]
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=EXIT_WITHIN_SECONDS)
+        assert process.returncode == 0, stderr.decode()
+        assert b"the scenario restarts the exporter" in stderr
     finally:
         if process.poll() is None:
             process.kill()

@@ -28,7 +28,13 @@ import yaml
 from exporter.metrics import build_families
 from exporter.model import DeviceState, NodeSnapshot
 from exporter.simulation.engine_bodies import BodyFault
-from exporter.simulation.scenario import EngineBodyFault, Scenario, load_scenario
+from exporter.simulation.scenario import (
+    EngineBodyFault,
+    ExporterRestartFault,
+    Fault,
+    Scenario,
+    load_scenario,
+)
 from exporter.simulation.work import tenant_gpu_seconds_held, tenant_tokens
 from tests.test_metrics import promtool
 from tests.test_truth import INTERVAL, Run, exporter_on_mixed
@@ -83,22 +89,17 @@ def exposed(snapshot: NodeSnapshot) -> dict[tuple[str, Labels], float]:
     }
 
 
-async def record(
-    run: Run, restart_exporter_at: int | None = None
-) -> dict[tuple[str, Labels], list[float | None]]:
-    """Every series over STEPS collections, INTERVAL apart; None where it was not served.
-    `restart_exporter_at`: the step at which the exporter is down (nothing is scraped), to
-    start again as a new process at the next."""
+async def record(run: Run) -> dict[tuple[str, Labels], list[float | None]]:
+    """Every series over STEPS collections, INTERVAL apart; None where it was not served
+    (the exporter down for a restart)."""
     history: defaultdict[tuple[str, Labels], list[float | None]] = defaultdict(
         lambda: [None] * STEPS
     )
     for step in range(STEPS):
-        if step == restart_exporter_at:
-            await run.restart_exporter()
-            run.times.append(run.sim.clock())
-            run.sim.clock.advance(INTERVAL)
-            continue
+        published = len(run.published)
         await run.collect(0)  # one collection, then the clock moves on
+        if len(run.published) == published:
+            continue
         for key, value in exposed(run.published[-1]).items():
             history[key][step] = value
     return dict(history)
@@ -518,16 +519,17 @@ HOSTILE = (
     ("search/search-l4-0", 3000, 20, BodyFault.NAN_VALUE),
     ("search/search-l4-0", 3100, 20, BodyFault.HTML_200),
 )
-EXPORTER_RESTART = 200  # the step at which the exporter is down, then starts anew
 
 
 def hostile_mixed() -> Scenario:
-    """`mixed`, priced, with every hostile body the simulated engines can serve."""
+    """`mixed` with every hostile body the simulated engines can serve, and the exporter
+    restarting after the engine restart at 600 s."""
     scenario = load_scenario("mixed")
-    faults = [
+    faults: list[Fault] = [
         EngineBodyFault(kind="engine_body", pod=pod, at=at, seconds=seconds, body=body)
         for pod, at, seconds, body in HOSTILE
     ]
+    faults.append(ExporterRestartFault(kind="exporter_restart", at=2000))
     return scenario.model_copy(update={"faults": [*scenario.faults, *faults]})
 
 
@@ -546,8 +548,12 @@ async def test_tokens_per_gpu_hour_stay_true_through_hostile_engines_and_an_expo
 ) -> None:
     tool = promtool()
     async with exporter_on_mixed(tmp_path, PRICES, hostile_mixed()) as run:
-        history = await record(run, restart_exporter_at=EXPORTER_RESTART)
+        history = await record(run)
         errors = run.published[-1].errors_total
+    # the exporter was down for one collection, and no token series had any other gap
+    gaps = {i for (name, _), values in history.items() if name == "gpuwork_tokens_total"
+            for i, value in enumerate(values) if value is None}  # fmt: skip
+    assert len(gaps) == 1 and 0 < min(gaps) * INTERVAL < EVAL
     # the faults were met and counted (by the second exporter, for those after its start)
     seen = {kind for (collector, kind), n in errors.items() if collector == "engines" and n}
     assert seen >= {"counter_dip", "invalid_utf8", "duplicate_series", "invalid_value"}

@@ -31,7 +31,7 @@ from exporter.simulation.engines import SimulatedEngines
 from exporter.simulation.fake_kubelet import FakeKubelet
 from exporter.simulation.holdings import tenant_gpu_fractions
 from exporter.simulation.proc import write_proc_root
-from exporter.simulation.scenario import Scenario
+from exporter.simulation.scenario import Scenario, exporter_restarts
 from exporter.simulation.truth import tenant_state_seconds
 from exporter.simulation.work import (
     engine_down_times,
@@ -58,12 +58,22 @@ class Run:
     start_exporter: Callable[[], Collection]  # a new exporter process on the same node
 
     async def collect(self, steps: int) -> NodeSnapshot:
+        """`steps + 1` collections, INTERVAL apart. At the scenario's `exporter_restart`
+        faults the exporter is down for one interval (no collection), then starts anew."""
         for _ in range(steps + 1):
             await self.engines.refresh()  # engines follow the moved clock: restarts
-            self.times.append(self.sim.clock())
-            await self.collection.collect_once()
+            now = self.sim.clock()
+            self.times.append(now)
+            if any(now - INTERVAL < at <= now for at in self.restarts):
+                await self.restart_exporter()
+            else:
+                await self.collection.collect_once()
             self.sim.clock.advance(INTERVAL)
         return self.published[-1]
+
+    @property
+    def restarts(self) -> list[float]:
+        return exporter_restarts(self.sim.node.scenario)
 
     async def restart_exporter(self) -> None:
         """The exporter process ends and another starts: nothing in memory survives."""

@@ -1,11 +1,11 @@
 """The simulated node's inference engines: real HTTP servers on the pods' own addresses.
 
 Every pod of a scenario that runs an engine gets a listener on its own loopback IP
-(`pod_ip`, 127.0.x.y) and metrics port, answering on its engine's metrics path with a
-body in that engine's real exposition format, rendered from `work.engine_stats` at the
-node's current time by prometheus_client as the engine's own server does it
-(`engine_bodies`), in the format that the request's `Accept` header negotiates. While an
-engine is down (an `engine_restart` fault) its listener is closed and its open
+(`node.pod_ip`, in the node's own 127.A.B.x block) and metrics port, answering on its
+engine's metrics path with a body in that engine's real exposition format, rendered
+from `work.engine_stats` at the node's current time by prometheus_client as the engine's
+own server does it (`engine_bodies`), in the format that the request's `Accept` header
+negotiates. While an engine is down (an `engine_restart` fault) its listener is closed and its open
 connections dropped, so connecting is refused, as with a dead process; it listens again
 when the new process starts, its counters back at 0.
 

@@ -116,6 +116,11 @@ class PodSpec(_Strict):
         return refs
 
 
+def exporter_restarts(scenario: Scenario) -> list[float]:
+    """When the exporter on this node restarts (`exporter_restart` faults), in order."""
+    return sorted(f.at for f in scenario.faults if isinstance(f, ExporterRestartFault))
+
+
 def parse_device_ref(ref: str) -> tuple[int, int | None]:
     """`"3"` -> (3, None); `"3/5"` -> (3, 5)."""
     gpu, _, slot = ref.partition("/")
@@ -181,6 +186,14 @@ class EngineBodyFault(_FaultBase):
     body: BodyFault = Field(description="what is wrong with the body")
 
 
+class ExporterRestartFault(_FaultBase):
+    """The exporter's process ends at `at` and a new one starts: everything it kept in
+    memory starts anew. Acted on by whoever runs the exporter on the node (`serve` with
+    `--simulate`, the tests), not by the node itself."""
+
+    kind: Literal["exporter_restart"]
+
+
 Fault = Annotated[
     GpuLostFault
     | XidFault
@@ -189,7 +202,8 @@ Fault = Annotated[
     | MigRepartitionFault
     | DriverNotLoadedFault
     | EngineRestartFault
-    | EngineBodyFault,
+    | EngineBodyFault
+    | ExporterRestartFault,
     Field(discriminator="kind"),
 ]
 

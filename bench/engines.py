@@ -13,8 +13,8 @@ engine's parse against prometheus_client's parser, and one engine that never ans
    and parses, the join, both ledgers and the family build. CPU is `time.process_time`,
    every thread of this process. `EngineSource.collect` (scrapes, parses, the useful-work
    ledger) and the family build are timed in every cycle; the parser in a separate pass.
-2. parse: `parse_engine` on the bodies the simulated vLLM serves (the text format, and the
-   OpenMetrics the scraper's Accept header gets) against prometheus_client's parsers
+2. parse: `parse_engine` on the bodies the simulated vLLM serves (the text format the
+   scraper asks for, and OpenMetrics with names intact) against prometheus_client's parsers
    consuming every family, and against single passes over the bytes.
 3. hang: one engine accepts the request and never answers. Its fault knob is reachable
    only in the engines' own process, so this runs `SimulatedEngines` in this process,
@@ -99,6 +99,9 @@ HANG_MARGIN = 0.5  # a round with a hanging engine may end this long after the t
 CALM_ROUNDS = 20
 HANG_ROUNDS = 3
 TEXT_ACCEPT = "text/plain;version=0.0.4"
+# OpenMetrics with names intact: the escaped names prometheus_client writes by default
+# clash with its family names in its own strict parser.
+OPENMETRICS_ACCEPT = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8"
 
 
 # -- 1. the collection cycle ----------------------------------------------------------------
@@ -124,8 +127,8 @@ class Bodies:
 
     url: str
     text: bytes  # Accept: text/plain;version=0.0.4
-    scraped: bytes  # the scraper's own Accept header
-    scraped_type: str  # the Content-Type of that answer
+    openmetrics: bytes  # Accept: OPENMETRICS_ACCEPT
+    scraped_type: str  # the Content-Type of the answer to the scraper's own Accept
 
 
 @dataclass
@@ -314,10 +317,11 @@ async def _fetch_bodies(url: str) -> Bodies:
     async with aiohttp.ClientSession() as session:
         async with session.get(url, headers={"Accept": TEXT_ACCEPT}) as response:
             text = await response.read()
+        async with session.get(url, headers={"Accept": OPENMETRICS_ACCEPT}) as response:
+            openmetrics = await response.read()
         async with session.get(url, headers={"Accept": ACCEPT}) as response:
-            scraped = await response.read()
             kind = response.headers.get("Content-Type", "")
-    return Bodies(url, text, scraped, kind)
+    return Bodies(url, text, openmetrics, kind)
 
 
 async def _cycles(scratch: Path) -> tuple[CycleResult, Bodies]:
@@ -447,8 +451,8 @@ def _time_contenders(
 
 def _parse(body: bytes, openmetrics: bool) -> ParseResult:
     theirs_parser = openmetrics_families if openmetrics else text_families
-    reading = parse_engine(body)
-    if reading.engine != "vllm" or not reading.models:
+    reading = parse_engine(body, openmetrics=openmetrics)
+    if reading.engine != "vllm" or not reading.models or reading.problems:
         raise AssertionError(f"the body reads as {reading}")
     families = list(theirs_parser(body.decode()))
 
@@ -457,7 +461,7 @@ def _parse(body: bytes, openmetrics: bool) -> ParseResult:
 
     times = _time_contenders(
         {
-            "ours": lambda: parse_engine(body),
+            "ours": lambda: parse_engine(body, openmetrics=openmetrics),
             "theirs": theirs,
             "count": lambda: body.count(b"\n"),
             "splitlines": body.splitlines,
@@ -645,7 +649,7 @@ def run() -> EnginesBenchResult:
     if cycle.min_up != ENGINES:
         raise AssertionError(f"only {cycle.min_up} of {ENGINES} engines read in some cycle")
     text = _parse(bodies.text, openmetrics=False)
-    openmetrics = _parse(bodies.scraped, openmetrics="openmetrics" in bodies.scraped_type)
+    openmetrics = _parse(bodies.openmetrics, openmetrics=True)
     hang = asyncio.run(_hang())
     return EnginesBenchResult(cycle, bodies, text, openmetrics, hang)
 

@@ -266,3 +266,14 @@ def test_built_ins_price_every_gpu_model_they_use(tmp_path: Path) -> None:
     assert mixed["*H200*"] > mixed["*H100*"] > mixed["*A100*80GB*"] > mixed["*L4*"]
     assert next(iter(mixed)) == "*H200*"  # order kept: first match wins
     assert load_scenario(write(tmp_path, "name: x\ngpus: [{model: L4}]\n")).gpu_prices == ()
+
+
+def test_exporter_restarts_come_in_order_and_need_a_time() -> None:
+    from exporter.simulation.scenario import Scenario, exporter_restarts
+
+    base: dict[str, Any] = {"name": "x", "gpus": [{"model": "L4"}], "pods": []}
+    restarts = [{"kind": "exporter_restart", "at": 300}, {"kind": "exporter_restart", "at": 30}]
+    assert exporter_restarts(Scenario.model_validate({**base, "faults": restarts})) == [30, 300]
+    assert exporter_restarts(Scenario.model_validate(base)) == []
+    with pytest.raises(ValueError, match="at"):
+        Scenario.model_validate({**base, "faults": [{"kind": "exporter_restart", "at": -1}]})

@@ -45,6 +45,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from exporter.engines.catalog import (
     ENGINES,
@@ -128,9 +129,8 @@ def _trie(words: Iterable[bytes]) -> bytes:
 _ANY, _COUNT, _RATIO, _TIME = range(4)
 
 
-@dataclass(frozen=True, slots=True)
-class _Name:
-    """One wanted sample name, as the index knows it."""
+class _Name(NamedTuple):
+    """One wanted sample name, as the index knows it (a tuple: unpacked on the hot path)."""
 
     canonical: bytes  # the unescaped name
     engine: int  # index into _SPECS; len(_SPECS) for names no engine claims alone
@@ -223,23 +223,15 @@ _NAMES, _FAMILIES, _PATTERN = _index(_SPECS)
 _NAN = math.nan
 _INF = math.inf
 
-# A parsed label set: (model, le, series, the pairs sorted), or the kind of its problem.
-_Labels = tuple[str, float, str, tuple[tuple[bytes, bytes], ...]] | str
-_NO_LABELS: _Labels = ("", _NAN, "", ())
+# A parsed label set: (model, le, series, the pairs sorted as one bytes string), or the
+# kind of its problem. The bytes string is the series' identity (labels in any order):
+# the cache hands out the same object each time, so its hash is computed once.
+_Labels = tuple[str, float, str, bytes] | str
+_NO_LABELS: _Labels = ("", _NAN, "", b"")
 # Label sets seen before, per engine: an engine serves the same label sets scrape after
 # scrape, so most lines skip label parsing. Cleared when full.
 _LABEL_CACHE_MAX = 8192
 _label_cache: list[dict[bytes, _Labels]] = [{} for _ in range(len(_SPECS) + 1)]
-
-
-@dataclass(slots=True)
-class _Sample:
-    name: _Name
-    model: str
-    le: float
-    series: str
-    value: float
-    at: int  # where its line starts in the text
 
 
 def parse_engine(
@@ -251,12 +243,19 @@ def parse_engine(
     end = len(text)
     problems: list[tuple[str, int, str]] = []  # (kind, where, detail)
     counts = [0] * (len(_SPECS) + 1)
-    samples: dict[tuple[bytes, tuple[tuple[bytes, bytes], ...]], _Sample] = {}
-    duplicated: dict[tuple[bytes, tuple[tuple[bytes, bytes], ...]], int] = {}
+    models: list[dict[str, None]] = [{} for _ in range(len(_SPECS) + 1)]  # first seen first
+    # (name, model) -> series -> value; for buckets, -> series -> le -> count
+    values: dict[tuple[bytes, str], dict[str, float]] = {}
+    buckets: dict[tuple[bytes, str], dict[str, dict[float, float]]] = {}
+    seen: dict[tuple[bytes, bytes], tuple[str, float, str, bytes]] = {}  # the series read
+    duplicated: dict[tuple[bytes, bytes], int] = {}  # -> where seen again
     types: dict[bytes, dict[str, int]] = {}  # family -> type -> where first declared
+    start: float | None = None
     read = dropped = 0
     names = _NAMES
     caches = _label_cache
+    tail_ok = _TAIL.fullmatch
+    inf = _INF
     for match in _PATTERN.finditer(text, 0, end):
         eof, type_family, type_name, name, labels, value_text, tail = match.groups()
         if eof is not None:
@@ -270,75 +269,112 @@ def parse_engine(
             dropped += 1
             continue
         read += 1
-        entry = names[name]
-        counts[entry.engine] += 1
+        canonical, engine, _, bucket, check = names[name]
+        counts[engine] += 1
         if labels:
-            cache = caches[entry.engine]
+            cache = caches[engine]
             parsed = cache.get(labels)
             if parsed is None:
                 if len(cache) >= _LABEL_CACHE_MAX:
                     cache.clear()
-                parsed = cache[labels] = _labels(labels, entry.engine)
+                parsed = cache[labels] = _labels(labels, engine)
         else:
             parsed = _NO_LABELS
         if isinstance(parsed, str):
             problems.append((parsed, match.start(), "label set"))
             continue
-        model, le, series, pairs = parsed
-        if len(series) > MAX_SERIES_CHARS and entry.check != _ANY:
-            dropped += 1  # a label value too long to export
-            continue
-        value = _value(value_text, tail)
-        if value is None:
+        model, le, series, identity = parsed
+        try:
+            if b"_" in value_text or (tail and tail_ok(tail) is None):
+                raise ValueError(value_text)
+            value = float(value_text)
+        except ValueError:
             problems.append((INVALID_LINE, match.start(), "value or what follows it"))
             continue
-        if not _valid(entry, value):
+        if not check:
+            continue  # a family that only tells the engine
+        # what a counter, gauge, ratio or time may be; NaN fails every comparison
+        if not (0 <= value < inf and (check != _RATIO or value <= 1) and (check != _TIME or value)):
             problems.append(
                 (INVALID_VALUE, match.start(), f"{value_text.decode()} in {name.decode()}")
             )
             continue
-        if entry.bucket and (le != le or le == -_INF):  # no `le`, or not a number
+        if bucket and (le != le or le == -inf):  # no `le`, or not a number
             problems.append((INVALID_LINE, match.start(), "bucket without a numeric le"))
             continue
-        key = (entry.canonical, pairs)
-        if key in samples:
+        key = (canonical, identity)
+        if key in seen:
             duplicated.setdefault(key, match.start())
             continue
-        samples[key] = _Sample(entry, model, le, series, value, match.start())
+        if len(series) > MAX_SERIES_CHARS:
+            dropped += 1  # a label value too long to export
+            continue
+        if check == _TIME:
+            seen[key] = parsed
+            start = value if not labels else start
+            continue
+        known = models[engine]
+        if model not in known:
+            if len(known) >= MAX_MODELS:
+                dropped += 1
+                continue
+            known[model] = None
+        seen[key] = parsed
+        if bucket:
+            by_series = buckets.get((canonical, model))
+            if by_series is None:
+                buckets[(canonical, model)] = {series: {le: value}}
+            elif (by_le := by_series.get(series)) is None:
+                by_series[series] = {le: value}
+            else:
+                by_le[le] = value
+        elif (by_value := values.get((canonical, model))) is None:
+            values[(canonical, model)] = {series: value}
+        else:
+            by_value[series] = value
 
-    for key, at in duplicated.items():
-        del samples[key]
-        problems.append((DUPLICATE_SERIES, at, key[0].decode()))
+    for (canonical, _), at in duplicated.items():  # neither copy is read
+        problems.append((DUPLICATE_SERIES, at, canonical.decode()))
+    for canonical, identity in duplicated:
+        model, le, series, _ = seen[(canonical, identity)]
+        if _NAMES[canonical].check == _TIME:
+            start = None
+        elif _NAMES[canonical].bucket:
+            buckets[(canonical, model)][series].pop(le)
+        else:
+            values[(canonical, model)].pop(series)
     conflicts = {family for family, declared in types.items() if len(declared) > 1}
-    if conflicts:
-        for family in sorted(conflicts):
-            problems.append((TYPE_CONFLICT, max(types[family].values()), family.decode()))
-        samples = {k: s for k, s in samples.items() if s.name.family not in conflicts}
+    for family in sorted(conflicts):  # nothing of the family is read
+        problems.append((TYPE_CONFLICT, max(types[family].values()), family.decode()))
+        for read_values in (values, buckets):
+            for gone in [k for k in read_values if _NAMES[k[0]].family == family]:
+                del read_values[gone]
 
     best = max(range(len(_SPECS)), key=lambda i: (counts[i], -i))
     if counts[best] == 0:
         raise _unknown(text, end)
     if cut:  # refused whole: the missing part may hold any series
         raise ExpositionError(TRUNCATED, cut)
-    models, more_dropped = _models(_PLANS[best], best, samples.values())
-    start = None
-    for sample in samples.values():
-        if sample.name.engine == len(_SPECS) and not sample.series and not sample.model:
-            start = sample.value
+    plan = _PLANS[best]
+    readings = tuple(
+        reading
+        for model in models[best]
+        if (reading := _model(plan, model, values, buckets)) is not None
+    )
     problems.sort(key=lambda p: p[1])
     kinds: dict[str, int] = {}
     for kind, _, _ in problems:
         kinds[kind] = kinds.get(kind, 0) + 1
     return EngineReading(
         engine=_SPECS[best].name,
-        models=models,
+        models=readings,
         process_start_time=start,
         problems=tuple(
             Problem(kind, text.count(b"\n", 0, at + 1), detail)
             for kind, at, detail in problems[:MAX_PROBLEMS]
         ),
         problem_counts=kinds,
-        dropped_series=dropped + more_dropped,
+        dropped_series=dropped,
     )
 
 
@@ -370,8 +406,7 @@ def _labels(labels: bytes, engine: int) -> _Labels:
     number; `series` holds every other label, sorted."""
     if not _LABEL_SET.fullmatch(labels):
         return INVALID_LINE
-    raw = _LABEL.findall(labels)
-    pairs = tuple(sorted(raw))
+    pairs = sorted(_LABEL.findall(labels))
     if len({name for name, _ in pairs}) != len(pairs):
         return INVALID_LINE  # a label given twice
     plan = _PLANS[engine] if engine < len(_PLANS) else None
@@ -401,68 +436,14 @@ def _labels(labels: bytes, engine: int) -> _Labels:
     if model is not None and plan is not None:
         model = model[:MAX_MODEL_CHARS]
         name_of_model = "" if model in plan.spec.unnamed_models else model
-    return name_of_model, le, series, pairs
+    identity = b",".join(b'%s="%s"' % pair for pair in pairs)
+    return name_of_model, le, series, identity
 
 
 def _unescape(raw: bytes) -> bytes:
     if b"\\" not in raw:
         return raw
     return _ESCAPE.sub(lambda m: b"\n" if m.group(1) == b"n" else m.group(1), raw)
-
-
-def _value(text: bytes, tail: bytes) -> float | None:
-    """The sample's value; None when it, or what follows it, breaks the grammar."""
-    if b"_" in text or (tail and not _TAIL.fullmatch(tail)):
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def _valid(entry: _Name, value: float) -> bool:
-    check = entry.check
-    if check == _ANY:
-        return True
-    if not math.isfinite(value) or value < 0:
-        return False
-    if check == _RATIO:
-        return value <= 1.0
-    if check == _TIME:
-        return value > 0
-    return True
-
-
-def _models(
-    plan: _Plan, engine: int, samples: Iterable[_Sample]
-) -> tuple[tuple[ModelReading, ...], int]:
-    """The engine's models from its accepted samples, at most MAX_MODELS; and how many
-    samples the cap left out."""
-    known: dict[str, None] = {}  # first seen first
-    # (name, model) -> series -> value, or -> le -> count for buckets
-    values: dict[tuple[bytes, str], dict[str, float]] = {}
-    buckets: dict[tuple[bytes, str], dict[str, dict[float, float]]] = {}
-    dropped = 0
-    for sample in samples:  # in the body's order
-        if sample.name.engine != engine:
-            continue
-        model = sample.model
-        if model not in known:
-            if len(known) >= MAX_MODELS:
-                dropped += 1
-                continue
-            known[model] = None
-        key = (sample.name.canonical, model)
-        if sample.name.bucket:
-            buckets.setdefault(key, {}).setdefault(sample.series, {})[sample.le] = sample.value
-        else:
-            values.setdefault(key, {})[sample.series] = sample.value
-    readings = []
-    for model in known:
-        reading = _model(plan, model, values, buckets)
-        if reading is not None:
-            readings.append(reading)
-    return tuple(readings), dropped
 
 
 def _model(

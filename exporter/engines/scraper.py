@@ -119,7 +119,7 @@ class EngineScraper:
     async def _scrape(self, target: EngineTarget) -> ScrapeResult:
         started = self._monotonic()
         key = (target.namespace, target.pod)
-        url = _with_path(target.url, self._paths[key]) if key in self._paths else target.url
+        url = self._url(target)
         try:
             async with asyncio.timeout(self._timeout):
                 try:
@@ -136,8 +136,12 @@ class EngineScraper:
             return self._result(target, None, error.kind, started, str(error))
         except (aiohttp.ClientError, OSError) as error:
             return self._result(target, None, "connection", started, str(error) or repr(error))
-        url = _with_path(target.url, self._paths[key]) if key in self._paths else target.url
-        return self._result(target, reading, None, started, url=url)
+        return self._result(target, reading, None, started, url=self._url(target))
+
+    def _url(self, target: EngineTarget) -> str:
+        """The target's URL, on the path found to serve its engine where one was."""
+        path = self._paths.get((target.namespace, target.pod))
+        return _with_path(target.url, path) if path is not None else target.url
 
     async def _other_paths(self, key: tuple[str, str], url: str, error: Exception) -> EngineReading:
         """The first of the catalog's other paths that serves an engine; else `error`."""

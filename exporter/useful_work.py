@@ -56,6 +56,10 @@ class _PodState:
     awaiting_first_token: bool = False
     cold_start: float | None = None
 
+    def full(self) -> bool:
+        """Whether the pod keeps as many series as it may (MAX_SERIES_PER_POD)."""
+        return len(self.counters) + len(self.histograms) >= MAX_SERIES_PER_POD
+
 
 class WorkLedger:
     """Keeps the mirrored series of every engine pod. One caller, one thread."""
@@ -113,7 +117,7 @@ class WorkLedger:
             for key, raw in stats.counters.items():
                 mirror = state.counters.get((stats.model, key))
                 if mirror is None:
-                    if len(state.counters) + len(state.histograms) >= MAX_SERIES_PER_POD:
+                    if state.full():
                         self.dropped_series += 1
                         continue
                     state.counters[(stats.model, key)] = _Mirror(raw, start)
@@ -137,9 +141,7 @@ class WorkLedger:
     def _keep_histograms(self, state: _PodState, stats: ModelReading) -> None:
         for key, histogram in stats.histograms.items():
             slot = (stats.model, key)
-            if slot not in state.histograms and (
-                len(state.counters) + len(state.histograms) >= MAX_SERIES_PER_POD
-            ):
+            if slot not in state.histograms and state.full():
                 self.dropped_series += 1
                 continue
             state.histograms[slot] = histogram

@@ -116,6 +116,10 @@ class PodSpec(_Strict):
         return refs
 
 
+def _at(fault: _FaultBase) -> float:
+    return fault.at
+
+
 def exporter_restarts(scenario: Scenario) -> list[float]:
     """When the exporter on this node restarts (`exporter_restart` faults), in order."""
     return sorted(f.at for f in scenario.faults if isinstance(f, ExporterRestartFault))
@@ -176,6 +180,14 @@ class EngineRestartFault(_FaultBase):
     pod: str = Field(description='"namespace/name" of a pod with an engine')
     down_seconds: float = Field(5.0, gt=0, description="seconds in which nothing listens")
 
+    @property
+    def lasts(self) -> float:
+        return self.down_seconds
+
+    def after(self, previous: EngineRestartFault | EngineBodyFault) -> str:
+        """What is wrong with this fault starting while `previous` lasts."""
+        return f"restarts at {self.at:g} s while still down from the restart at {previous.at:g} s"
+
 
 class EngineBodyFault(_FaultBase):
     """The engine of a pod serves a hostile `/metrics` body from `at` for `seconds`."""
@@ -184,6 +196,18 @@ class EngineBodyFault(_FaultBase):
     pod: str = Field(description='"namespace/name" of a pod with an engine')
     seconds: float = Field(gt=0, description="how long it lasts: [at, at + seconds)")
     body: BodyFault = Field(description="what is wrong with the body")
+
+    @property
+    def lasts(self) -> float:
+        return self.seconds
+
+    def after(self, previous: EngineRestartFault | EngineBodyFault) -> str:
+        """What is wrong with this fault starting while `previous` lasts."""
+        was = previous.body if isinstance(previous, EngineBodyFault) else previous.kind
+        return (
+            f"gets a {self.body} body at {self.at:g} s while its {was} body from "
+            f"{previous.at:g} s lasts"
+        )
 
 
 class ExporterRestartFault(_FaultBase):
@@ -277,8 +301,7 @@ class Scenario(_Strict):
                 raise ValueError(f"pod {pod.name}: `metrics_port` needs an engine")
         self._check_tenants()
         self._check_holders(specs)
-        self._check_restarts()
-        self._check_bodies()
+        self._check_engine_faults()
         for fault in self.faults:
             if hasattr(fault, "gpu") and fault.gpu >= len(specs):
                 raise ValueError(f"{fault.kind} fault: no GPU {fault.gpu}")
@@ -302,41 +325,21 @@ class Scenario(_Strict):
                     "(the simulated node labels each namespace with its tenant)"
                 )
 
-    def _check_restarts(self) -> None:
-        """An engine restart names a pod that runs an engine, and is over before the next."""
+    def _check_engine_faults(self) -> None:
+        """Engine restarts and hostile bodies name a pod that runs an engine, and each is
+        over before the next of its kind on the same pod."""
         engines = {f"{pod.namespace}/{pod.name}": pod.engine for pod in self.pods}
-        back: dict[str, EngineRestartFault] = {}
-        restarts = [f for f in self.faults if isinstance(f, EngineRestartFault)]
-        for fault in sorted(restarts, key=lambda f: f.at):
-            if fault.pod not in engines:
-                raise ValueError(f'engine_restart fault: no pod {fault.pod!r} ("namespace/name")')
-            if engines[fault.pod] is None:
-                raise ValueError(f"engine_restart fault: pod {fault.pod} has no engine")
-            previous = back.get(fault.pod)
-            if previous is not None and fault.at < previous.at + previous.down_seconds:
-                raise ValueError(
-                    f"engine_restart fault: pod {fault.pod} restarts at {fault.at:g} s while "
-                    f"still down from the restart at {previous.at:g} s"
-                )
-            back[fault.pod] = fault
-
-    def _check_bodies(self) -> None:
-        """A body fault names a pod that runs an engine, and is over before the next."""
-        engines = {f"{pod.namespace}/{pod.name}": pod.engine for pod in self.pods}
-        until: dict[str, EngineBodyFault] = {}
-        faults = [f for f in self.faults if isinstance(f, EngineBodyFault)]
-        for fault in sorted(faults, key=lambda f: f.at):
-            if fault.pod not in engines:
-                raise ValueError(f'engine_body fault: no pod {fault.pod!r} ("namespace/name")')
-            if engines[fault.pod] is None:
-                raise ValueError(f"engine_body fault: pod {fault.pod} has no engine")
-            previous = until.get(fault.pod)
-            if previous is not None and fault.at < previous.at + previous.seconds:
-                raise ValueError(
-                    f"engine_body fault: pod {fault.pod} gets a {fault.body} body at "
-                    f"{fault.at:g} s while its {previous.body} body from {previous.at:g} s lasts"
-                )
-            until[fault.pod] = fault
+        for kind in (EngineRestartFault, EngineBodyFault):
+            last: dict[str, EngineRestartFault | EngineBodyFault] = {}
+            for fault in sorted((f for f in self.faults if isinstance(f, kind)), key=_at):
+                if fault.pod not in engines:
+                    raise ValueError(f'{fault.kind} fault: no pod {fault.pod!r} ("namespace/name")')
+                if engines[fault.pod] is None:
+                    raise ValueError(f"{fault.kind} fault: pod {fault.pod} has no engine")
+                previous = last.get(fault.pod)
+                if previous is not None and fault.at < previous.at + previous.lasts:
+                    raise ValueError(f"{fault.kind} fault: pod {fault.pod} {fault.after(previous)}")
+                last[fault.pod] = fault
 
     def _check_holders(self, specs: Sequence[GpuSpec]) -> None:
         """A device goes to as many pod references as it has replicas: one unless time-sliced."""

@@ -26,6 +26,7 @@ from exporter.engines.exposition import (
 )
 from exporter.model import EngineReading, Histogram, ModelReading, ModelStats
 from exporter.simulation.engine_bodies import BodyFault, corrupt, render_exposition
+from tests.test_engine_bodies import STATS  # the stats every engine's body is made from
 
 FIXTURES = Path(__file__).parent / "fixtures" / "engines"
 REFERENCE = FIXTURES / "vllm-0.33-v1.metrics.txt"
@@ -662,28 +663,6 @@ def test_an_engine_known_by_a_family_it_serves_before_any_request() -> None:
 
 
 # ------------------------------------------ what the simulated engines' library writes, read
-
-
-def histogram(bounds: tuple[float, ...], counts: tuple[float, ...], total: float) -> Histogram:
-    return Histogram(buckets=(*zip(bounds, counts, strict=True),), count=counts[-1], sum=total)
-
-
-STATS = ModelStats(
-    model='acme/llama-"70b"',
-    prompt_tokens=123456.0,
-    generation_tokens=45678.5,
-    requests_running=7.0,
-    requests_waiting=2.0,
-    requests_finished=321.0,
-    kv_cache_usage_ratio=0.4321,
-    preemptions=3.0,
-    time_to_first_token_seconds=histogram(
-        (0.05, 0.1, 0.5, 1.0, INF), (10, 120, 300, 320, 321), 40.5
-    ),
-    inter_token_latency_seconds=histogram(
-        (0.01, 0.025, 0.05, INF), (100, 40000, 45000, 45357), 990.25
-    ),
-)
 
 
 def expected(engine: str, stats: ModelStats) -> ModelStats:

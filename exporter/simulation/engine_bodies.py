@@ -44,7 +44,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from importlib import resources
 from typing import Literal
 
@@ -63,6 +62,7 @@ from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from exporter.model import Histogram, ModelStats
+from exporter.simulation.scenario import BodyFault  # the scenario's word for a hostile body
 
 ENGINE_NAMES = ("vllm", "sglang", "tgi", "trtllm")
 TEXT_ACCEPT = "text/plain;version=0.0.4"
@@ -763,18 +763,6 @@ def _with_sum(histogram: Histogram, total: float) -> Histogram:
 
 
 # ---------------------------------------------------------------------- hostile bodies
-
-
-class BodyFault(StrEnum):
-    """What a broken engine (or something in front of it) does to its `/metrics` body."""
-
-    TRUNCATED = "truncated"  # cut in the middle of a line in the second half
-    INVALID_UTF8 = "invalid_utf8"  # bytes invalid in UTF-8 in the prompt tokens' model label
-    DUPLICATE_SERIES = "duplicate_series"  # generation tokens twice, labels reordered
-    NAN_VALUE = "nan_value"  # generation tokens NaN
-    NEGATIVE_VALUE = "negative_value"  # prompt tokens below zero
-    COUNTER_DIP = "counter_dip"  # generation tokens at 90 % of the truth, nothing else moved
-    HTML_200 = "html_200"  # an HTML error page with status 200
 
 
 # engine -> (the sample that shows prompt tokens, the one that shows generation tokens)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
@@ -16,7 +17,6 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from exporter.simulation.engine_bodies import BodyFault
 from exporter.simulation.hardware import GPU_MODELS, profile_slices
 from exporter.simulation.loads import LoadProfile
 
@@ -25,6 +25,18 @@ BUILT_IN = ("dense-h100", "mixed", "small")
 # their engines serve tokens from the first scrape, their counters already hold some.
 DEFAULT_STARTED_BEFORE_SECONDS = 600.0
 MAX_STARTED_BEFORE_SECONDS = 30 * 86400.0
+
+
+class BodyFault(StrEnum):
+    """What a broken engine (or something in front of it) does to its `/metrics` body."""
+
+    TRUNCATED = "truncated"  # cut in the middle of a line in the second half
+    INVALID_UTF8 = "invalid_utf8"  # bytes invalid in UTF-8 in the prompt tokens' model label
+    DUPLICATE_SERIES = "duplicate_series"  # generation tokens twice, labels reordered
+    NAN_VALUE = "nan_value"  # generation tokens NaN
+    NEGATIVE_VALUE = "negative_value"  # prompt tokens below zero
+    COUNTER_DIP = "counter_dip"  # generation tokens at 90 % of the truth, nothing else moved
+    HTML_200 = "html_200"  # an HTML error page with status 200
 
 
 class ScenarioError(ValueError):

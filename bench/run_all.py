@@ -79,11 +79,11 @@ def _engines_rows(e: engines.EnginesBenchResult) -> list[tuple[str, ...]]:
         ("engines", "scrape round wall, max over cycles (sum of the 56 scrapes' times, median)",
          f"{c.round_ms_max:.1f} ms ({c.scrape_sum_ms:.0f} ms)", f"<= {c.timeout_s:g} s timeout",
          _mark(c.round_ok)),
-        ("engines", "parse one vLLM body (text): ours / prometheus_client, ratio",
+        ("engines", "parse one vLLM body (text, what the scraper gets): ours / prometheus_client",
          f"{t.ours_us:.0f} µs / {t.theirs_us:.0f} µs, {t.ours_theirs:.3f}", "", ""),
         ("engines", "parse (text): ours / floor, `count(b\"\\n\")` and `splitlines()`",
          f"{t.ours_count:.1f} and {t.ours_splitlines:.1f}", "", ""),
-        ("engines", "parse (OpenMetrics, what the scraper gets): ours / prometheus_client",
+        ("engines", "parse (OpenMetrics, names intact): ours / prometheus_client",
          f"{o.ours_us:.0f} µs / {o.theirs_us:.0f} µs, {o.ours_theirs:.3f}", "", ""),
         ("engines", "scrape round with one engine never answering / without",
          f"{h.hang_max_s:.3f} s / {h.calm_ms:.1f} ms",
@@ -128,9 +128,11 @@ wall time is that of the slowest scrape, not the sum: median {c.round_ms_median:
 held {c.engines_rss_mb:.0f} MB of RSS.
 
 **2. Parsing one engine's body.** The first engine pod's `/metrics` fetched from the engines'
-process ({e.bodies.url}): the reference vLLM exposition with its stats substituted, in the
-text format (`Accept: {engines.TEXT_ACCEPT}`) and in OpenMetrics, which is what the scraper's
-own Accept header gets from prometheus_client-served engines ({e.bodies.scraped_type}).
+process ({e.bodies.url}): the reference vLLM exposition with its stats substituted, written
+by prometheus_client, in the text format (`Accept: {engines.TEXT_ACCEPT}`; what the scraper's
+own Accept header gets: {e.bodies.scraped_type}) and in OpenMetrics with names intact
+(`Accept: {engines.OPENMETRICS_ACCEPT}`; the escaped names prometheus_client writes by default
+clash with its family names in its own strict parser).
 *Ours* is `parse_engine(body)` (its label cache warm, as from the second scrape on);
 *prometheus_client* is `text_string_to_metric_families(body.decode())` from
 `prometheus_client.parser` (text) or `prometheus_client.openmetrics.parser` (OpenMetrics),

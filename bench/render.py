@@ -24,6 +24,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from bench._common import device_count, make_sim, median, percentile, quiet_logs
+from exporter.bodies import Exposition
 from exporter.cli import build_registry
 from exporter.metrics import SnapshotCollector, build_families
 from exporter.model import NodeSnapshot
@@ -111,8 +112,13 @@ async def _get(session: aiohttp.ClientSession, url: str, accept: str) -> tuple[f
     return time.perf_counter() - started, body, encoding
 
 
-async def _http(registry: CollectorRegistry) -> _HttpTimes:
-    runner = web.AppRunner(make_app(registry, ready=lambda: True), access_log=None)
+async def _http(
+    snapshots: SnapshotCollector, registry: CollectorRegistry, snapshot: NodeSnapshot
+) -> _HttpTimes:
+    """GETs of /metrics served as `serve` serves it: bytes rendered at publication."""
+    exposition = Exposition(snapshots, registry)
+    await exposition.publish(snapshot)
+    runner = web.AppRunner(make_app(exposition, ready=lambda: True), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -169,7 +175,7 @@ def run() -> RenderResult:
         floor_s += (b1, b2)
         paired.append((a1 + a2) / (b1 + b2))
 
-    http = asyncio.run(_http(ours))
+    http = asyncio.run(_http(sim_collector, ours, snapshot))
     return RenderResult(
         devices=device_count(snapshot),
         ours_ms=median(ours_s) * 1e3,

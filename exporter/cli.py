@@ -25,6 +25,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from exporter import __version__
 from exporter.attributor import Attributor
+from exporter.bodies import Exposition
 from exporter.collection import Collection
 from exporter.config import FLAGS, Settings, SettingsError, load_settings
 from exporter.engines.scraper import EngineScraper
@@ -92,12 +93,20 @@ def _reason(error: OSError) -> str:
 
 
 def build_registry(snapshots: SnapshotCollector) -> CollectorRegistry:
+    """Everything /metrics holds: the snapshot, and prometheus_client's process, platform
+    and garbage-collector families."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(snapshots)
     ProcessCollector(registry=registry)  # these register themselves
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     return registry
+
+
+def build_exposition() -> Exposition:
+    """What /metrics serves: that registry, rendered once per collection."""
+    snapshots = SnapshotCollector()
+    return Exposition(snapshots, build_registry(snapshots))
 
 
 KUBELET_KEEP_LAST_SECONDS = 300.0  # how long the last allocations stand in for the kubelet
@@ -231,13 +240,13 @@ async def serve(settings: Settings, nvml: Any, node: str) -> None:
 async def _serve(
     settings: Settings, nvml: Any, node: str, sources: PodSources | None, stop: asyncio.Event
 ) -> None:
-    snapshots = SnapshotCollector()
+    exposition = build_exposition()
 
     def start_collection() -> Collection:
         return Collection(
             NvmlReader(nvml),
             node=node,
-            publish=snapshots.update,
+            publish=exposition.publish,
             timeout=settings.collect_timeout,
             attributor=build_attributor(settings, sources) if sources else None,
             ledger=build_ledger(settings) if sources else None,
@@ -249,7 +258,7 @@ async def _serve(
 
     collection = start_collection()
     freeze_startup_objects()
-    runner = web.AppRunner(make_app(build_registry(snapshots), lambda: collection.ready),
+    runner = web.AppRunner(make_app(exposition, lambda: collection.ready),
                            access_log=None)  # fmt: skip
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -55,7 +55,7 @@ class Collection:
         reader: NvmlReader,
         *,
         node: str,
-        publish: Callable[[NodeSnapshot], None],
+        publish: Callable[[NodeSnapshot], Awaitable[None] | None],
         timeout: float,
         attributor: Attributor | None = None,
         ledger: WasteLedger | None = None,
@@ -126,7 +126,9 @@ class Collection:
         snapshot = self._snapshot(reading, CollectorHealth(reading is not None, duration,
                                                            self._last_success),
                                   attributed, cluster, ledger, work)  # fmt: skip
-        self._publish(snapshot)
+        published = self._publish(snapshot)
+        if published is not None:
+            await published  # the exposition renders in a thread of its own
         self.collections += 1
         return snapshot
 

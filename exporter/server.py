@@ -1,7 +1,8 @@
 """The HTTP face of the exporter: `/metrics`, `/healthz`, `/readyz`.
 
-A scrape serializes the families of the latest snapshot and does nothing else:
-no NVML, gRPC or HTTP call is ever made on the scrape path.
+A scrape sends bytes rendered when the latest snapshot was published
+(`exporter/bodies.py`) and does nothing else: no serialization, and no NVML, gRPC or
+HTTP call, is ever made on the scrape path.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+
+from exporter.bodies import Exposition
 
 LANDING_PAGE = """<html><head><title>gpuwork exporter</title></head><body>
 <h1>gpuwork exporter</h1><ul>
@@ -20,10 +21,12 @@ LANDING_PAGE = """<html><head><title>gpuwork exporter</title></head><body>
 </ul></body></html>"""
 
 
-def make_app(registry: CollectorRegistry, ready: Callable[[], bool]) -> web.Application:
+def make_app(exposition: Exposition, ready: Callable[[], bool]) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        return web.Response(body=encoder(registry), headers={"Content-Type": content_type})
+        body, headers = exposition.body(
+            request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", "")
+        )
+        return web.Response(body=body, headers=headers)
 
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok\n")

@@ -7,22 +7,23 @@ scrape makes no NVML call and answers while a collection is blocked in NVML.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.cli import build_registry
+from exporter.bodies import Exposition
+from exporter.cli import build_exposition
 from exporter.collection import Collection
-from exporter.metrics import SnapshotCollector
 from exporter.model import NodeSnapshot, NvmlReading
 from exporter.nvml_reader import NvmlReader
 from exporter.server import make_app
@@ -39,7 +40,7 @@ WAIT_SECONDS = 10.0  # bound on every wait below; never reached when the code is
 
 def collection_for(
     sim: Sim,
-    publish: Callable[[NodeSnapshot], None],
+    publish: Callable[[NodeSnapshot], Awaitable[None] | None],
     reader: NvmlReader | None = None,
     timeout: float = 5.0,
 ) -> Collection:
@@ -48,11 +49,9 @@ def collection_for(
                       monotonic=sim.clock, wall_clock=lambda: 1_700_000_000.0)  # fmt: skip
 
 
-async def client_for(
-    registry: CollectorRegistry, ready: Callable[[], bool]
-) -> TestClient[Any, Any]:
+async def client_for(exposition: Exposition, ready: Callable[[], bool]) -> TestClient[Any, Any]:
     client: TestClient[Any, Any] = TestClient(
-        TestServer(make_app(registry, ready), host="127.0.0.1")
+        TestServer(make_app(exposition, ready), host="127.0.0.1")
     )
     await client.start_server()
     return client
@@ -63,16 +62,17 @@ class Served:
     sim: Sim
     collection: Collection
     client: TestClient[Any, Any]
+    exposition: Exposition
 
 
 @pytest.fixture
 async def served() -> AsyncIterator[Served]:
-    """The small node, a collection publishing to a SnapshotCollector, and a server on loopback."""
+    """The small node, a collection publishing to the exposition, and a server on loopback."""
     sim = make_sim("small")
-    snapshots = SnapshotCollector()
-    collection = collection_for(sim, snapshots.update)
-    client = await client_for(build_registry(snapshots), lambda: collection.ready)
-    yield Served(sim, collection, client)
+    exposition = build_exposition()
+    collection = collection_for(sim, exposition.publish)
+    client = await client_for(exposition, lambda: collection.ready)
+    yield Served(sim, collection, client, exposition)
     await client.close()
     await collection.close()
 
@@ -176,6 +176,75 @@ async def test_metrics_before_the_first_collection_hold_no_gpu_series(served: Se
     assert "process_cpu_seconds_total" in body
 
 
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "",
+        "*/*",
+        "text/plain;version=0.0.4",
+        "text/plain;version=1.0.0;escaping=allow-utf-8",
+        OPENMETRICS,
+        PROMETHEUS_ACCEPT,
+        "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8",
+        "application/openmetrics-text;version=0.0.1,text/plain;version=0.0.4;q=0.5",
+    ],
+)
+async def test_every_accept_header_gets_what_prometheus_client_would_send(
+    served: Served, accept: str
+) -> None:
+    collection, client = served.collection, served.client
+    await collection.collect_once()
+    encoder, content_type = choose_encoder(accept)
+
+    response = await client.get("/metrics", headers={"Accept": accept})
+
+    assert response.headers["Content-Type"] == content_type
+    expected = encoder(served.exposition.registry).decode()
+    body = await response.text()
+    # the same exposition, but for the process' and GC's values, rendered at another time
+    assert without_runtime(body) == without_runtime(expected)
+
+
+def without_runtime(body: str) -> list[str]:
+    return [line for line in body.splitlines() if not line.startswith(("process_", "python_gc"))]
+
+
+@pytest.mark.parametrize("accept", ["text/plain;version=0.0.4", PROMETHEUS_ACCEPT])
+async def test_gzip_when_asked_the_same_body_compressed(served: Served, accept: str) -> None:
+    collection, client = served.collection, served.client
+    await collection.collect_once()
+
+    plain = await client.get("/metrics", headers={"Accept": accept, "Accept-Encoding": "identity"})
+    packed = await client.get(
+        "/metrics", headers={"Accept": accept, "Accept-Encoding": "gzip"}, auto_decompress=False
+    )
+
+    assert "Content-Encoding" not in plain.headers
+    assert packed.headers["Content-Encoding"] == "gzip"
+    raw = await packed.read()
+    assert len(raw) < len(await plain.read()) / 4
+    assert gzip.decompress(raw) == await plain.read()
+
+
+async def test_a_scrape_renders_nothing(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    collection, client = served.collection, served.client
+    await collection.collect_once()
+    before = {accept: await (await client.get("/metrics", headers={"Accept": accept})).read()
+              for accept in ("", PROMETHEUS_ACCEPT)}  # fmt: skip
+
+    def forbidden() -> None:
+        raise AssertionError("the registry was collected on the scrape path")
+
+    monkeypatch.setattr(served.exposition.registry, "collect", forbidden)
+    for accept, body in before.items():
+        for encoding in ("", "gzip"):
+            response = await client.get(
+                "/metrics", headers={"Accept": accept, "Accept-Encoding": encoding}
+            )
+            assert response.status == 200
+            assert await response.read() == body  # (aiohttp decompresses gzip)
+
+
 # -- the scrape path makes no NVML call --------------------------------------------------------
 
 
@@ -229,11 +298,9 @@ class BlockingReader(NvmlReader):
 async def test_metrics_are_served_while_a_collection_is_blocked() -> None:
     sim = make_sim("small")
     reader = BlockingReader(sim.nvml)
-    snapshots = SnapshotCollector()
-    registry = CollectorRegistry()  # only the snapshot: the body must not change at all
-    registry.register(snapshots)
-    collection = collection_for(sim, snapshots.update, reader=reader, timeout=WAIT_SECONDS * 2)
-    client = await client_for(registry, lambda: collection.ready)
+    exposition = build_exposition()  # rendered at publication: the body cannot change
+    collection = collection_for(sim, exposition.publish, reader=reader, timeout=WAIT_SECONDS * 2)
+    client = await client_for(exposition, lambda: collection.ready)
     try:
         await collection.collect_once()
         before = await (await client.get("/metrics")).text()

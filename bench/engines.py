@@ -20,6 +20,7 @@ engine's parse against prometheus_client's parser, and one engine that never ans
    only in the engines' own process, so this runs `SimulatedEngines` in this process,
    scraped by the real `EngineScraper` (2 s timeout).
 Run: `python -m bench.engines` (the kubelet child: `python -m bench.engines --kubelet ...`).
+`_cycles` also takes another scenario (a name or a file), as `bench/scrape.py` uses it.
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ class CycleSample:
     publish_cpu: float  # of `cpu`, `SnapshotCollector.update` (the family build)
     gc_cpu: float  # of `cpu`, spent in garbage collections
     full_gc: bool  # a generation-2 collection ran in the cycle
+    extra_cpu: float = 0.0  # of `cpu`, `after_publish` (bench/scrape.py's pre-render)
+    extra: bool = False  # `after_publish` did its work in this cycle
 
 
 @dataclass
@@ -301,11 +304,11 @@ def _timed_parser() -> Iterator[list[float]]:
         scraper_module.parse_engine = original
 
 
-def _serve_kubelet(socket_path: str, wall_start: float) -> None:
+def _serve_kubelet(socket_path: str, wall_start: float, scenario: str = SCENARIO) -> None:
     """The child: the scenario's fake kubelet on `socket_path` until SIGTERM."""
     signals = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # gRPC's threads inherit the mask
-    node = SimulatedNode(load_scenario(SCENARIO), wall_start=wall_start)
+    node = SimulatedNode(load_scenario(scenario), wall_start=wall_start)
     kubelet = FakeKubelet(socket_path, lambda: node.kubelet_devices(node.clock()))
     kubelet.start()
     print("ready", flush=True)
@@ -324,19 +327,29 @@ async def _fetch_bodies(url: str) -> Bodies:
     return Bodies(url, text, openmetrics, kind)
 
 
-async def _cycles(scratch: Path) -> tuple[CycleResult, Bodies]:
+async def _cycles(
+    scratch: Path,
+    scenario: str = SCENARIO,
+    *,
+    cycles: int = CYCLES,
+    profile_cycles: int = PROFILE_CYCLES,
+    after_publish: Callable[[SnapshotCollector], bool] | None = None,
+) -> tuple[CycleResult, Bodies]:
+    """The cycle benchmark on `scenario` (a built-in name or a file path). `after_publish`,
+    when given, runs right after each cycle's family build and says whether it did its
+    work; its CPU is kept apart in each sample (`extra_cpu`, `extra`)."""
     wall_start = time.time() - STARTED_AGO
-    settings = load_settings({"simulate": SCENARIO}, {})
-    node = SimulatedNode(load_scenario(SCENARIO), wall_start=wall_start)  # a real clock
+    settings = load_settings({"simulate": scenario}, {})
+    node = SimulatedNode(load_scenario(scenario), wall_start=wall_start)  # a real clock
     nvml = SimulatedNvml(node)
     proc = scratch / "proc"
     write_proc_root(node, proc)
     socket_path = str(scratch / "kubelet.sock")
     kubelet_args = ["-m", "bench.engines", "--kubelet", socket_path, "--wall-start",
-                    repr(wall_start)]  # fmt: skip
+                    repr(wall_start), "--scenario", scenario]  # fmt: skip
     with (
         child_process(kubelet_args),
-        engines_process(SCENARIO, wall_start) as served,
+        engines_process(scenario, wall_start) as served,
     ):
         sources = PodSources(socket_path, str(proc), cluster=node.cluster_view)
         engines = build_engines(settings)
@@ -346,11 +359,16 @@ async def _cycles(scratch: Path) -> tuple[CycleResult, Bodies]:
         ledger_clock = FakeClock()  # the state ledger's window sees 10 s a cycle
         snapshots = SnapshotCollector()
         published = [0.0]
+        extra: list[Any] = [0.0, False]  # after_publish: CPU, whether it did its work
 
         def publish(snapshot: NodeSnapshot) -> None:
             started = time.process_time()
             snapshots.update(snapshot)
             published[0] = time.process_time() - started
+            if after_publish is not None:
+                started = time.process_time()
+                ran = after_publish(snapshots)
+                extra[:] = [time.process_time() - started, ran]
 
         collection = Collection(
             NvmlReader(nvml),
@@ -370,7 +388,7 @@ async def _cycles(scratch: Path) -> tuple[CycleResult, Bodies]:
             await collection.collect_once()
             ledger_clock.advance()
         samples = []
-        for _ in range(CYCLES):
+        for _ in range(cycles):
             await asyncio.sleep(GAP_SECONDS)
             with _GcMeter() as collected:
                 cpu, wall = time.process_time(), time.perf_counter()
@@ -381,11 +399,12 @@ async def _cycles(scratch: Path) -> tuple[CycleResult, Bodies]:
             samples.append(
                 CycleSample(cpu, wall, probe.cpu, probe.wall, max(durations, default=0.0),
                             sum(durations), sum(1 for w in snapshot.work if w.up),
-                            published[0], collected.cpu, collected.full > 0)
+                            published[0], collected.cpu, collected.full > 0, extra[0],
+                            extra[1])
             )  # fmt: skip
         per_cycle = []  # parse CPU of each profiled cycle
         with _timed_parser() as parses:
-            for _ in range(PROFILE_CYCLES):
+            for _ in range(profile_cycles):
                 await asyncio.sleep(GAP_SECONDS)
                 before = len(parses)
                 await collection.collect_once()
@@ -401,7 +420,7 @@ async def _cycles(scratch: Path) -> tuple[CycleResult, Bodies]:
         samples=samples,
         parse_ms_per_cycle=median(per_cycle) * 1e3,
         parse_us_per_engine=median(parses) * 1e6,
-        parses_per_cycle=len(parses) / PROFILE_CYCLES,
+        parses_per_cycle=len(parses) / max(profile_cycles, 1),
         timeout_s=settings.engines_timeout,
         errors=dict(engines.errors),
         engines_rss_mb=engines_rss / 2**20,
@@ -729,8 +748,9 @@ def summary(r: EnginesBenchResult) -> str:
 def main() -> None:
     args = sys.argv[1:]
     if "--kubelet" in args:
+        scenario = args[args.index("--scenario") + 1] if "--scenario" in args else SCENARIO
         _serve_kubelet(args[args.index("--kubelet") + 1],
-                       float(args[args.index("--wall-start") + 1]))  # fmt: skip
+                       float(args[args.index("--wall-start") + 1]), scenario)  # fmt: skip
         return
     print(summary(run()))
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import attribution, collection, engines, kube_memory, memory, render
+from bench import attribution, collection, engines, kube_memory, memory, render, scrape
 from bench._common import machine
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -157,6 +157,118 @@ the rounds of the slowest: {h.others_median_max_ms:.1f} ms). "Not delayed" is ta
 55 read, none slower than a quarter of the timeout."""
 
 
+def _scrape_rows(x: scrape.ScrapeBenchResult) -> list[tuple[str, ...]]:
+    s, c = x.scrape, x.cycles
+    assert s is not None and c is not None
+    text, prom = (s.get("gpuwork", v) for v in scrape.VARIANTS)
+    node_text, node_prom = (s.get("node_exporter", v) for v in scrape.VARIANTS)
+    p50_target = f"<= {scrape.P50_TARGET_RATIO:g}"
+    cpu_target = f"< {scrape.CPU_TARGET_MS:g} ms"
+    mb = 2**20
+    d, dd = c.dense, c.double
+    rows = [
+        ("scrape", "p50, gpuwork / node_exporter, side by side (text 0.0.4)",
+         f"{s.p50_ratio('text'):.2f}", p50_target,
+         _mark(s.p50_ratio("text") <= scrape.P50_TARGET_RATIO)),
+        ("scrape", "p50, gpuwork / node_exporter (Prometheus' headers: OpenMetrics, gzip)",
+         f"{s.p50_ratio('prometheus'):.2f}", p50_target,
+         _mark(s.p50_ratio("prometheus") <= scrape.P50_TARGET_RATIO)),
+        ("scrape", "gpuwork p50 / p90: text; Prometheus' headers",
+         f"{text.p50_ms:.2f} / {text.p90_ms:.2f} ms; {prom.p50_ms:.2f} / {prom.p90_ms:.2f} ms",
+         "", ""),
+        ("scrape", "node_exporter p50 / p90: text; Prometheus' headers",
+         f"{node_text.p50_ms:.2f} / {node_text.p90_ms:.2f} ms; "
+         f"{node_prom.p50_ms:.2f} / {node_prom.p90_ms:.2f} ms", "", ""),
+        ("scrape", "gpuwork CPU per scrape, its collections left out (text / Prometheus')",
+         f"{text.cpu_ms:.3f} ms / {prom.cpu_ms:.3f} ms", cpu_target, _mark(s.cpu_ok)),
+        ("scrape", "gpuwork CPU per scrape, raw: collections in the window included",
+         f"{text.raw_cpu_ms:.3f} ms / {prom.raw_cpu_ms:.3f} ms", "", ""),
+        ("scrape", "node_exporter CPU per scrape (text / Prometheus')",
+         f"{node_text.cpu_ms:.3f} ms / {node_prom.cpu_ms:.3f} ms", "", ""),
+        ("scrape", "CPU per scrape, gpuwork / node_exporter (text / Prometheus')",
+         f"{s.cpu_ratio('text'):.2f} / {s.cpu_ratio('prometheus'):.2f}", "", ""),
+        ("scrape", "body bytes sent to Prometheus (decompressed), gpuwork / node_exporter",
+         f"{prom.sent_bytes} ({prom.decoded_bytes}) / {node_prom.sent_bytes} "
+         f"({node_prom.decoded_bytes})", "", ""),
+        ("scrape", "series, gpuwork / node_exporter", f"{text.series} / {node_text.series}",
+         "", ""),
+        ("scrape", "RSS at the end, gpuwork / node_exporter",
+         f"{s.rss['gpuwork'] / mb:.1f} MB / {s.rss['node_exporter'] / mb:.1f} MB", "", ""),
+        ("scrape", f"cycle CPU p50 / p90, {d.scenario} ({d.engines} engines, their own process)",
+         f"{d.cpu_ms:.2f} ms / {d.cpu_p90_ms:.2f} ms", "", ""),
+        ("scrape", f"cycle CPU p50 / p90, {dd.scenario} ({dd.gpus} GPUs, {dd.engines} engines)",
+         f"{dd.cpu_ms:.2f} ms / {dd.cpu_p90_ms:.2f} ms", "", ""),
+    ]  # fmt: skip
+    if not c.prerender:
+        rows.append(("scrape", "pre-render (`exporter/bodies.py`)", "not available", "", ""))
+        return rows
+    rows += [
+        ("scrape", "`render_bodies` / `generate_latest` alone, dense-h100 registry",
+         f"{c.render.bodies_ms:.2f} ms / {c.render.text_ms:.2f} ms", "", ""),
+        ("scrape", "cycle CPU p50 with / without the pre-render, dense-h100",
+         f"{d.with_cpu_ms:.2f} ms / {d.cpu_ms:.2f} ms", "", ""),
+        ("scrape", "cycle CPU p50 with / without the pre-render, dense-h100-2x",
+         f"{dd.with_cpu_ms:.2f} ms / {dd.cpu_ms:.2f} ms", "", ""),
+    ]  # fmt: skip
+    return rows
+
+
+def _scrape_section(x: scrape.ScrapeBenchResult) -> str:
+    s, c = x.scrape, x.cycles
+    assert s is not None and c is not None
+    prerender = (
+        "`exporter/bodies.py` was there: the cycles alternate without and with\n"
+        "`render_bodies` on the registry as `serve` builds it (the snapshot's families and\n"
+        "prometheus_client's process, platform and garbage-collector families), called\n"
+        "right after the family build. The first CPU columns are the cycles without it."
+        if c.prerender
+        else "Pre-render: not available (no `exporter/bodies.py` with `render_bodies`)."
+    )
+    collections = (
+        f"{s.collections_seen} collections fell in the windows, at about "
+        f"{s.collect_cpu_ms:.0f} ms of CPU each\n(engine serving and the fake kubelet included)"
+        if s.collections_seen
+        else "no collection fell in the windows"
+    )
+    return f"""\
+**1. Scrapes, side by side.** `python -m exporter --simulate {scrape.SCENARIO}` (as `make demo`
+runs it: the engines, the fake kubelet and the default 10 s collection inside the process)
+and Debian's `prometheus-node-exporter` ({s.node_exporter_version}, default collectors), each
+on a free loopback port. The GETs start {s.settle_seconds:.0f} s after both started. Per
+variant, {scrape.GETS} GETs of `/metrics` per program, alternating between the two (the order
+reversed every other round), over one keep-alive connection per program and variant
+(`http.client`): first `Accept: {scrape.TEXT_ACCEPT}` alone, as plain clients send it; then
+Prometheus 3.x's default scrape headers, `Accept: {scrape.PROMETHEUS_ACCEPT}`,
+`Accept-Encoding: gzip`, its User-Agent and scrape timeout header. Latency is from the
+request sent to the body read, as sent (compressed bodies are decompressed afterwards, to
+check them and count their series: sample lines). CPU is the server process's: *raw* is
+utime + stime from `/proc/<pid>/stat` over the variant's GETs, divided by the GETs; gpuwork
+also collects in the background, so the *estimate* takes the on-CPU time of all its threads
+(`/proc/<pid>/task/*/schedstat`, ns) over each span from one of its GETs to the next, and
+averages the spans that no collection touched. A collection is taken to run from
+{scrape.COLLECTION_LEAD:g} s before its NVML timestamp
+(`gpuwork_collector_last_success_timestamp_seconds{{collector="nvml"}}`, in every body) to
+the end of the first GET whose body shows it; {collections}. node_exporter has no
+background work: its estimate is over all its spans, and it
+gathers its metrics on each scrape.
+
+{scrape.scrape_table(s)}
+
+**2. The collection cycle at twice the dense node.** `bench/engines.py`'s cycle (engines
+in a process of their own, the fake kubelet in another, the default settings; CPU is
+`time.process_time` of the process) on `{scrape.SCENARIO}` ({scrape.CYCLES} cycles) and on
+`{scrape.SCENARIO_2X}` ({scrape.CYCLES_2X} cycles): 16 H100s, 14 split into 7x 1g.10gb and 2
+time-sliced whole GPUs of 51 replicas, 200 vLLM pods, 4 tenants over 6 namespaces.
+{prerender}
+
+{scrape.cycles_table(c)}
+
+**3. Pre-render.** On the registry of the last dense-h100 cycle's snapshot, thread CPU of
+each render, medians of {scrape.RENDER_REPEATS} taking turns.
+
+{scrape.render_table(c)}"""
+
+
 def _memory_variants(m: memory.MemoryResult) -> str:
     variants = [
         ("whole exporter, engines in their own process", m),
@@ -252,6 +364,7 @@ def markdown(
     e: engines.EnginesBenchResult,
     m: memory.MemoryResult,
     k: kube_memory.KubeMemoryResult,
+    x: scrape.ScrapeBenchResult,
     seconds: float,
 ) -> str:
     info = machine()
@@ -265,6 +378,7 @@ def markdown(
         ("render", "HTTP GET /metrics p50 (OpenMetrics)", f"{r.http_om_p50_ms:.2f} ms", "", ""),
         ("render", "body size (text / OpenMetrics)",
          f"{r.http_body_bytes} / {r.http_om_body_bytes} bytes", "", ""),
+        *_scrape_rows(x),
         ("collection", "CPU per cycle (median / mean)",
          f"{c.cpu_ms_median:.2f} ms / {c.cpu_ms_mean:.2f} ms", "", ""),
         ("collection", "CPU per device", f"{c.per_device_us:.0f} µs", "", ""),
@@ -322,6 +436,10 @@ on an ephemeral port (aiohttp client, one keep-alive connection), with
 `Accept: */*` (text) and with Prometheus' OpenMetrics-first Accept header. The
 response is not compressed (Content-Encoding: {r.http_encoding}) although the
 client accepts gzip.
+
+## scrape: gpuwork-exporter beside prometheus-node-exporter (`bench/scrape.py`)
+
+{_scrape_section(x)}
 
 ## collection: cycle cost (`bench/collection.py`)
 
@@ -461,7 +579,11 @@ def main() -> None:
     print("== kube memory (real kube-apiserver, fresh process)", flush=True)
     k = kube_memory.run()
     print(kube_memory.summary(k), flush=True)
-    text = markdown(r, c, a, e, m, k, time.perf_counter() - started)
+    print("== scrape (gpuwork-exporter beside prometheus-node-exporter; cycles at 2x)",
+          flush=True)  # fmt: skip
+    x = scrape.run()
+    print(scrape.summary(x), flush=True)
+    text = markdown(r, c, a, e, m, k, x, time.perf_counter() - started)
     if "--no-write" not in sys.argv[1:]:
         RESULTS.write_text(text)
         print(f"== wrote {RESULTS}")

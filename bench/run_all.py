@@ -199,12 +199,11 @@ def _scrape_rows(x: scrape.ScrapeBenchResult) -> list[tuple[str, ...]]:
         ("scrape", f"cycle CPU p50 / p90, {dd.scenario} ({dd.gpus} GPUs, {dd.engines} engines)",
          f"{dd.cpu_ms:.2f} ms / {dd.cpu_p90_ms:.2f} ms", "", ""),
     ]  # fmt: skip
-    if not c.prerender:
-        rows.append(("scrape", "pre-render (`exporter/bodies.py`)", "not available", "", ""))
-        return rows
     rows += [
-        ("scrape", "`render_bodies` / `generate_latest` alone, dense-h100 registry",
-         f"{c.render.bodies_ms:.2f} ms / {c.render.text_ms:.2f} ms", "", ""),
+        ("scrape", "render per publication for Prometheus (OpenMetrics, gzip) / all four "
+         "forms / `generate_latest` alone, dense-h100 registry",
+         f"{c.render.prometheus_ms:.2f} ms / {c.render.all_forms_ms:.2f} ms / "
+         f"{c.render.text_ms:.2f} ms", "", ""),
         ("scrape", "cycle CPU p50 with / without the pre-render, dense-h100",
          f"{d.with_cpu_ms:.2f} ms / {d.cpu_ms:.2f} ms", "", ""),
         ("scrape", "cycle CPU p50 with / without the pre-render, dense-h100-2x",
@@ -217,12 +216,11 @@ def _scrape_section(x: scrape.ScrapeBenchResult) -> str:
     s, c = x.scrape, x.cycles
     assert s is not None and c is not None
     prerender = (
-        "`exporter/bodies.py` was there: the cycles alternate without and with\n"
-        "`render_bodies` on the registry as `serve` builds it (the snapshot's families and\n"
-        "prometheus_client's process, platform and garbage-collector families), called\n"
-        "right after the family build. The first CPU columns are the cycles without it."
-        if c.prerender
-        else "Pre-render: not available (no `exporter/bodies.py` with `render_bodies`)."
+        "The cycles alternate without and with what a publication renders for a Prometheus\n"
+        "server (`render_forms`: OpenMetrics, gzip-compressed) on the registry as `serve`\n"
+        "builds it (the snapshot's families and prometheus_client's process, platform and\n"
+        "garbage-collector families), called right after the family build. The first CPU\n"
+        "columns are the cycles without it."
     )
     collections = (
         f"{s.collections_seen} collections fell in the windows, at about "

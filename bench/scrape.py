@@ -14,9 +14,10 @@ collection cycle on dense-h100 and on a node twice its size, and the pre-render 
 2. cycles: `Collection.collect_once` as `bench/engines.py` runs it (engines in a process
    of their own, the fake kubelet in another) on dense-h100 and on
    `bench/scenarios/dense-h100-2x.yaml` (16 H100s, 200 vLLM pods).
-3. pre-render: `render_bodies` from `exporter/bodies.py`, when the module exists, on the
-   dense-h100 snapshot's registry against `generate_latest` alone; the cycles above
-   alternate with and without it.
+3. pre-render: what a publication renders for a Prometheus server (`render_forms`, the
+   OpenMetrics form gzip-compressed) on the dense-h100 snapshot's registry, against
+   `generate_latest` alone and against all four forms; the cycles above alternate with
+   and without it.
 Run: `python -m bench.scrape` (`--no-scrape` or `--no-cycles` leaves a part out).
 """
 
@@ -25,8 +26,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import http.client
-import importlib
-import importlib.machinery
 import math
 import os
 import re
@@ -42,13 +41,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.gc_collector import GCCollector
 from prometheus_client.openmetrics import exposition as openmetrics
-from prometheus_client.platform_collector import PlatformCollector
-from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 from bench import engines
 from bench._common import ROOT, median, percentile, quiet_logs
+from exporter.bodies import FORMS, Form, render_forms
+from exporter.cli import build_registry
 from exporter.metrics import SnapshotCollector
 from exporter.simulation.scenario import load_scenario
 
@@ -468,49 +467,33 @@ def run_scrape() -> ScrapeResult:
     return ScrapeResult(figures, rss, _version(program), collect_ms, seen, SETTLE_SECONDS)
 
 
+PROMETHEUS_FORM: Form = (True, True)  # what a Prometheus server asks for
+
+
 # -- 2. and 3. the collection cycle, and the pre-render ---------------------------------------
 
 
-def _render_bodies() -> Callable[[Any], Any] | None:
-    """`exporter.bodies.render_bodies`, where the exporter has it: looked for in the
-    imported `exporter` package's own directory only (an editable install's finder would
-    otherwise answer from the tree it was installed from)."""
-    import exporter
-
-    if importlib.machinery.PathFinder.find_spec("exporter.bodies", exporter.__path__) is None:
-        return None
-    bodies = importlib.import_module("exporter.bodies")
-    render: Callable[[Any], Any] | None = getattr(bodies, "render_bodies", None)
-    return render
-
-
-def _registry(snapshots: SnapshotCollector) -> CollectorRegistry:
-    """What `/metrics` holds in `serve`: the snapshot's families and prometheus_client's
-    process, platform and garbage-collector families."""
-    registry = CollectorRegistry(auto_describe=True)
-    registry.register(snapshots)
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
-    GCCollector(registry=registry)
-    return registry
+def _prometheus_form(registry: Collector) -> dict[Form, bytes]:
+    """What a publication renders for a Prometheus server: OpenMetrics, gzip-compressed
+    (`exporter.bodies` renders the forms scrapes asked for lately)."""
+    return render_forms(registry, (PROMETHEUS_FORM,))
 
 
 class _PreRender:
-    """`after_publish` for `engines._cycles`: keeps the registry, and renders the bodies
-    every other cycle when `render_bodies` exists."""
+    """`after_publish` for `engines._cycles`: keeps the registry, and renders what a
+    publication renders for Prometheus every other cycle."""
 
-    def __init__(self, render: Callable[[Any], Any] | None) -> None:
-        self.render = render
+    def __init__(self) -> None:
         self.registry: CollectorRegistry | None = None
         self.calls = 0
 
     def __call__(self, snapshots: SnapshotCollector) -> bool:
         if self.registry is None:
-            self.registry = _registry(snapshots)
+            self.registry = build_registry(snapshots)
         self.calls += 1
-        if self.render is None or self.calls % 2:
+        if self.calls % 2:
             return False
-        self.render(self.registry)
+        _prometheus_form(self.registry)
         return True
 
 
@@ -541,8 +524,9 @@ class RenderFigures:
     body_openmetrics: int
     text_ms: float  # generate_latest
     openmetrics_ms: float  # openmetrics.generate_latest
-    bodies_ms: float  # render_bodies (nan without it)
-    gzip_text: int  # sizes of the gzip bodies render_bodies made (0 without it)
+    prometheus_ms: float  # render_forms: OpenMetrics, gzip-compressed
+    all_forms_ms: float  # render_forms: all four forms
+    gzip_text: int  # sizes of the gzip-compressed forms
     gzip_openmetrics: int
 
 
@@ -551,7 +535,6 @@ class CyclesResult:
     dense: CycleFigures
     double: CycleFigures
     render: RenderFigures
-    prerender: bool  # exporter/bodies.py's render_bodies was there
 
 
 def _scenario_shape(scenario: str) -> tuple[int, int, int]:
@@ -586,15 +569,14 @@ def _cycle_figures(scenario: str, label: str, cycles: int, hook: _PreRender) -> 
     )  # fmt: skip
 
 
-def _time_renders(registry: CollectorRegistry,
-                  render: Callable[[Any], Any] | None) -> RenderFigures:  # fmt: skip
+def _time_renders(registry: CollectorRegistry) -> RenderFigures:
     """Thread CPU of each render, medians of RENDER_REPEATS, taking turns."""
     contenders: dict[str, Callable[[], Any]] = {
         "text": lambda: generate_latest(registry),
         "openmetrics": lambda: openmetrics.generate_latest(registry),  # type: ignore[no-untyped-call]
+        "prometheus": lambda: _prometheus_form(registry),
+        "all": lambda: render_forms(registry, FORMS),
     }
-    if render is not None:
-        contenders["bodies"] = lambda: render(registry)
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for fn in contenders.values():
         fn()  # warm
@@ -604,28 +586,26 @@ def _time_renders(registry: CollectorRegistry,
             started = time.thread_time()
             contenders[name]()
             times[name].append(time.thread_time() - started)
-    made = render(registry) if render is not None else None
+    made = render_forms(registry, FORMS)
     return RenderFigures(
         body_text=len(generate_latest(registry)),
         body_openmetrics=len(openmetrics.generate_latest(registry)),  # type: ignore[no-untyped-call]
         text_ms=median(times["text"]) * 1e3,
         openmetrics_ms=median(times["openmetrics"]) * 1e3,
-        bodies_ms=median(times["bodies"]) * 1e3 if render is not None else math.nan,
-        gzip_text=len(getattr(made, "text_gzip", b"")),
-        gzip_openmetrics=len(getattr(made, "openmetrics_gzip", b"")),
+        prometheus_ms=median(times["prometheus"]) * 1e3,
+        all_forms_ms=median(times["all"]) * 1e3,
+        gzip_text=len(made[(False, True)]),
+        gzip_openmetrics=len(made[PROMETHEUS_FORM]),
     )
 
 
 def run_cycles() -> CyclesResult:
     quiet_logs()
-    render = _render_bodies()
-    dense_hook = _PreRender(render)
+    dense_hook = _PreRender()
     dense = _cycle_figures(SCENARIO, SCENARIO, CYCLES, dense_hook)
-    double = _cycle_figures(str(ROOT / SCENARIO_2X), "dense-h100-2x", CYCLES_2X,
-                            _PreRender(render))  # fmt: skip
+    double = _cycle_figures(str(ROOT / SCENARIO_2X), "dense-h100-2x", CYCLES_2X, _PreRender())
     assert dense_hook.registry is not None
-    return CyclesResult(dense, double, _time_renders(dense_hook.registry, render),
-                        render is not None)  # fmt: skip
+    return CyclesResult(dense, double, _time_renders(dense_hook.registry))
 
 
 # -- all of it ----------------------------------------------------------------------------------
@@ -676,12 +656,11 @@ def cycles_table(c: CyclesResult) -> str:
     lines = [
         "| node | GPUs / devices / engine pods | cycles | CPU ms p50 | CPU ms p90 | wall ms p50 "
         "| `EngineSource.collect` CPU ms | family build CPU ms "
-        "| with pre-render: CPU ms p50 / p90 | of it `render_bodies` ms | added ms |",
+        "| with pre-render: CPU ms p50 / p90 | of it the render ms | added ms |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for f in (c.dense, c.double):
-        with_ = (f"{f.with_cpu_ms:.2f} / {f.with_cpu_p90_ms:.2f}" if c.prerender
-                 else "not available")  # fmt: skip
+        with_ = f"{f.with_cpu_ms:.2f} / {f.with_cpu_p90_ms:.2f}"
         lines.append(
             f"| {f.scenario} | {f.gpus} / {f.devices} / {f.engines} | {f.cycles} "
             f"| {f.cpu_ms:.2f} | {f.cpu_p90_ms:.2f} | {f.wall_ms:.2f} | {f.engines_cpu_ms:.2f} "
@@ -692,15 +671,16 @@ def cycles_table(c: CyclesResult) -> str:
 
 def render_table(c: CyclesResult) -> str:
     r = c.render
-    bodies = (f"{r.bodies_ms:.2f}" if c.prerender else "not available")  # fmt: skip
-    gz = f"{r.gzip_text} / {r.gzip_openmetrics}" if c.prerender else ""
     return "\n".join([
         "| render of the dense-h100 registry | CPU ms (median) | bytes |",
         "|---|---:|---:|",
         f"| `generate_latest` (text: what a scrape of the old code serializes) "
         f"| {r.text_ms:.2f} | {r.body_text} |",
         f"| `openmetrics.generate_latest` | {r.openmetrics_ms:.2f} | {r.body_openmetrics} |",
-        f"| `render_bodies` (text, OpenMetrics and gzip of each) | {bodies} | {gz} |",
+        f"| `render_forms`, OpenMetrics gzip-compressed (for Prometheus) | {r.prometheus_ms:.2f} "
+        f"| {r.gzip_openmetrics} |",
+        f"| `render_forms`, all four forms (text gzip: {r.gzip_text} bytes) "
+        f"| {r.all_forms_ms:.2f} | |",
     ])  # fmt: skip
 
 
@@ -724,7 +704,6 @@ def summary(r: ScrapeBenchResult) -> str:
         lines += [
             "cycles: engines in their own process, the fake kubelet in another",
             cycles_table(c),
-            "pre-render:" + ("" if c.prerender else " not available"),
             render_table(c),
         ]
     lines.append(f"took {r.seconds:.0f} s")
@@ -735,8 +714,6 @@ def main() -> None:
     args = sys.argv[1:]
     quiet_logs()
     result = run(scrape="--no-scrape" not in args, cycles="--no-cycles" not in args)
-    if result.cycles is not None and not result.cycles.prerender:
-        print("pre-render: not available", flush=True)
     print(summary(result))
 
 

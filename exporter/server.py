@@ -23,7 +23,7 @@ LANDING_PAGE = """<html><head><title>gpuwork exporter</title></head><body>
 
 def make_app(exposition: Exposition, ready: Callable[[], bool]) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
-        body, headers = exposition.body(
+        body, headers = await exposition.body(
             request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", "")
         )
         return web.Response(body=body, headers=headers)

@@ -229,6 +229,11 @@ async def test_gzip_when_asked_the_same_body_compressed(served: Served, accept: 
 async def test_a_scrape_renders_nothing(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
     collection, client = served.collection, served.client
     await collection.collect_once()
+    for accept in ("", PROMETHEUS_ACCEPT):  # every form asked for once ...
+        for encoding in ("", "gzip"):
+            await client.get("/metrics", headers={"Accept": accept, "Accept-Encoding": encoding})
+    served.sim.clock.advance(10)
+    await collection.collect_once()  # ... is rendered ahead at the next publication
     before = {accept: await (await client.get("/metrics", headers={"Accept": accept})).read()
               for accept in ("", PROMETHEUS_ACCEPT)}  # fmt: skip
 

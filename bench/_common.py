@@ -35,6 +35,17 @@ ADDRESS_WAIT_SECONDS = 300.0  # how long to wait for engine addresses another pr
 ADDRESS_RETRY_SECONDS = 5.0
 
 
+def end_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s; waits for it either way."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def quiet_logs() -> None:
     """Warnings and errors only, on stderr: benchmark output stays readable."""
     configure_logging("warning", "logfmt")
@@ -212,13 +223,7 @@ class Child:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 10 s; this child only."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process)
         if self._drain is not None:
             self._drain.join(5)  # it ends at the pipe's end, once the child is gone
         if self.process.stdout is not None:

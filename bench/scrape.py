@@ -45,7 +45,7 @@ from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector
 
 from bench import engines
-from bench._common import ROOT, median, percentile, quiet_logs
+from bench._common import ROOT, end_process, median, percentile, quiet_logs
 from exporter.bodies import FORMS, Form, render_forms
 from exporter.cli import build_registry
 from exporter.metrics import SnapshotCollector
@@ -125,13 +125,7 @@ class Server:
             raise RuntimeError(f"{self.name} exited ({self.process.returncode}):\n{self.output()}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process)
         self._log.close()
 
 

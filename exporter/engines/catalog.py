@@ -135,7 +135,8 @@ PROCESS_START_TIME = "process_start_time_seconds"  # prometheus_client's process
 
 # vLLM, OpenAI-compatible server (`vllm serve`), port 8000, `/metrics`.
 # V1 names: vllm/v1/metrics/loggers.py (PrometheusStatLogger), as served by vLLM 0.33 in
-# /work/shared/reference/vllm-0.33-v1-engine.metrics.txt; labels `model_name`, `engine`.
+# the project's reference body (exporter/simulation/reference/vllm-0.33-v1.metrics.txt);
+# labels `model_name`, `engine`.
 # V0 names: vllm/engine/metrics.py (class Metrics), labels `model_name` from
 # vllm/engine/llm_engine.py (`labels=dict(model_name=...served_model_name)`).
 # Renames, per the deprecation comments in vllm/v1/metrics/loggers.py (0.11):

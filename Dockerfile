@@ -6,6 +6,7 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/gpuwork
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
+COPY simulator ./simulator
 RUN /opt/gpuwork/bin/pip install --no-compile .
 
 # Final stage: the interpreter and the virtual env, nothing to build with.

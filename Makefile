@@ -35,8 +35,8 @@ kube-apiserver:
 	@bash scripts/kube-apiserver.sh
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check exporter tests bench
-	$(BIN)/ruff format --check exporter tests bench
+	$(BIN)/ruff check exporter simulator harness tests bench
+	$(BIN)/ruff format --check exporter simulator harness tests bench
 	$(BIN)/hadolint Dockerfile
 
 typecheck: $(BIN)/.installed

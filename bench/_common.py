@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exporter.collection import Collection
+from exporter.exposition.families import SnapshotCollector
 from exporter.logs import configure_logging
-from exporter.metrics import SnapshotCollector
 from exporter.model import NodeSnapshot
-from exporter.nvml_reader import NvmlReader
-from exporter.simulation.fake_nvml import SimulatedNvml
-from exporter.simulation.node import ManualClock, SimulatedNode
-from exporter.simulation.scenario import Scenario, load_scenario
+from exporter.sources.nvml.reader import NvmlReader
+from simulator.node import ManualClock, SimulatedNode
+from simulator.nvml import SimulatedNvml
+from simulator.scenario import Scenario, load_scenario
 
 CYCLE_SECONDS = 10.0  # simulated time between collections, like a 10 s scrape interval
 ROOT = Path(__file__).resolve().parent.parent  # the repository: children run from here
@@ -260,10 +260,10 @@ def child_process(args: Sequence[str], *, wait_for_addresses: bool = False) -> I
 
 
 def engines_process(scenario: str, wall_start: float) -> contextlib.AbstractContextManager[Child]:
-    """The scenario's simulated engines served by `python -m exporter.simulation.engines`
+    """The scenario's simulated engines served by `python -m simulator.engines`
     in a process of their own, as engines are on a real node; their node's t = 0 is
     `wall_start` (unix seconds) and their clock is real, so a `SimulatedNode` built with
     the same `wall_start` and no clock agrees with them."""
-    args = ["-m", "exporter.simulation.engines", "--scenario", scenario,
+    args = ["-m", "simulator.engines", "--scenario", scenario,
             "--wall-start", repr(wall_start)]  # fmt: skip
     return child_process(args, wait_for_addresses=True)

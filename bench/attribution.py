@@ -40,22 +40,22 @@ from bench._common import (
     quiet_logs,
 )
 from bench.render import floor_registry
-from exporter.attribution import attribute, gpu_pids
-from exporter.attributor import Attributor
+from exporter.accounting.waste import WasteLedger
 from exporter.cli import PodSources, build_attributor, build_ledger, build_registry
 from exporter.collection import Collection
-from exporter.config import load_settings
-from exporter.kubelet import PodResourcesClient
-from exporter.ledger import WasteLedger
-from exporter.metrics import SnapshotCollector, build_families
+from exporter.exposition.families import SnapshotCollector, build_families
+from exporter.join.attribution import attribute, gpu_pids
+from exporter.join.attributor import Attributor
 from exporter.model import NodeSnapshot
-from exporter.nvml_reader import NvmlReader
-from exporter.processes import ProcessPods
-from exporter.simulation.fake_kubelet import FakeKubelet
-from exporter.simulation.fake_nvml import SimulatedNvml
-from exporter.simulation.node import SimulatedNode
-from exporter.simulation.proc import write_proc_root
-from exporter.simulation.scenario import load_scenario
+from exporter.settings import load_settings
+from exporter.sources.nvml.reader import NvmlReader
+from exporter.sources.podresources.client import PodResourcesClient
+from exporter.sources.processes import ProcessPods
+from simulator.kubelet import FakeKubelet
+from simulator.node import SimulatedNode
+from simulator.nvml import SimulatedNvml
+from simulator.proc import write_proc_root
+from simulator.scenario import load_scenario
 
 SCENARIO = "dense-h100"
 WARMUP = 5

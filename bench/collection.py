@@ -25,12 +25,12 @@ from bench._common import (
     quiet_logs,
 )
 from exporter.collection import Collection
-from exporter.metrics import SnapshotCollector
+from exporter.exposition.families import SnapshotCollector
 from exporter.model import NodeSnapshot
-from exporter.nvml_reader import NvmlReader
-from exporter.simulation.fake_nvml import SimulatedNvml
-from exporter.simulation.node import SimulatedNode
-from exporter.simulation.scenario import load_scenario
+from exporter.sources.nvml.reader import NvmlReader
+from simulator.node import SimulatedNode
+from simulator.nvml import SimulatedNvml
+from simulator.scenario import load_scenario
 
 CYCLES = 300
 WARMUP = 5

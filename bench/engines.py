@@ -2,7 +2,7 @@
 engine's parse against prometheus_client's parser, and one engine that never answers.
 
 1. cycle: the 56 engines serve from a process of their own (`python -m
-   exporter.simulation.engines --scenario dense-h100 --wall-start T`), as engines do on a
+   simulator.engines --scenario dense-h100 --wall-start T`), as engines do on a
    real node, so their serving CPU is not this process's; so does the fake kubelet
    (`python -m bench.engines --kubelet SOCKET --wall-start T`). This process builds what
    `serve` builds with the default settings (`build_attributor`, `build_ledger`,
@@ -44,7 +44,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families as text_families
 
-import exporter.engines.scraper as scraper_module
+import exporter.sources.engines.scraper as scraper_module
 from bench._common import (
     ADDRESS_RETRY_SECONDS,
     ADDRESS_WAIT_SECONDS,
@@ -64,9 +64,11 @@ from exporter.cli import (
     freeze_startup_objects,
 )
 from exporter.collection import Collection
-from exporter.config import load_settings
-from exporter.engines.exposition import parse_engine
-from exporter.engines.scraper import (
+from exporter.exposition.families import SnapshotCollector
+from exporter.model import NodeSnapshot
+from exporter.settings import load_settings
+from exporter.sources.engines.parser import parse_engine
+from exporter.sources.engines.scraper import (
     ACCEPT,
     EngineScraper,
     EngineTarget,
@@ -74,16 +76,14 @@ from exporter.engines.scraper import (
     engine_target,
     targets_for,
 )
-from exporter.engines.source import EngineSource
-from exporter.metrics import SnapshotCollector
-from exporter.model import NodeSnapshot
-from exporter.nvml_reader import NvmlReader
-from exporter.simulation.engines import SimulatedEngines
-from exporter.simulation.fake_kubelet import FakeKubelet
-from exporter.simulation.fake_nvml import SimulatedNvml
-from exporter.simulation.node import ManualClock, SimulatedNode
-from exporter.simulation.proc import write_proc_root
-from exporter.simulation.scenario import load_scenario
+from exporter.sources.engines.source import EngineSource
+from exporter.sources.nvml.reader import NvmlReader
+from simulator.engines import SimulatedEngines
+from simulator.kubelet import FakeKubelet
+from simulator.node import ManualClock, SimulatedNode
+from simulator.nvml import SimulatedNvml
+from simulator.proc import write_proc_root
+from simulator.scenario import load_scenario
 
 SCENARIO = "dense-h100"
 ENGINES = 56

@@ -1,6 +1,6 @@
 """Memory of the Kubernetes API watch with 1,000 pods on the node.
 
-A real etcd and kube-apiserver run on loopback (`tests/kube_cluster.py`). The
+A real etcd and kube-apiserver run on loopback (`harness/kube_apiserver.py`). The
 parent creates `PODS` pods bound to this benchmark's node (`spec.nodeName` set, as
 a scheduler leaves them: labels, annotations, an init container and three
 containers with named ports, owner references, a kubelet-like status) and
@@ -285,7 +285,7 @@ class _Child:
 
 
 async def _bench(cluster: Any, scratch: Path) -> KubeMemoryResult:
-    from tests.kube_cluster import RBAC_YAML, KubeAdmin
+    from harness.kube_apiserver import RBAC_YAML, KubeAdmin
 
     result = KubeMemoryResult(pods=PODS, other_pods=OTHER_PODS)
     async with KubeAdmin(cluster.url, cluster.ca_file, cluster.admin_token) as admin:
@@ -340,7 +340,7 @@ async def _bench(cluster: Any, scratch: Path) -> KubeMemoryResult:
 def _start(cluster: Any) -> None:
     """etcd and the primary API server only (the tests' second, uncached one is not
     needed here), with the tests' tokens and service-account key."""
-    from tests.kube_cluster import EXPORTER_GROUPS, EXPORTER_USER, ClusterUnavailableError
+    from harness.kube_apiserver import EXPORTER_GROUPS, EXPORTER_USER, ClusterUnavailableError
 
     if shutil.which("openssl") is None:
         raise ClusterUnavailableError("openssl is missing (Debian package openssl)")
@@ -359,7 +359,7 @@ def run() -> KubeMemoryResult:
     binary, why = apiserver_binary()
     if binary is None:
         return KubeMemoryResult(skipped=why)
-    from tests.kube_cluster import ClusterUnavailableError, KubeCluster
+    from harness.kube_apiserver import ClusterUnavailableError, KubeCluster
 
     cluster = KubeCluster(binary)
     try:
@@ -396,8 +396,8 @@ async def _child(config: Mapping[str, Any]) -> None:
 
     import exporter.cli  # noqa: F401 -- everything the exporter imports
     from bench._common import quiet_logs
-    from exporter.kube import ClusterWatcher, KubeApi
-    from exporter.tenancy import DEFAULT_TENANT_RULES, label_keys, parse_tenant_rules
+    from exporter.join.tenancy import DEFAULT_TENANT_RULES, label_keys, parse_tenant_rules
+    from exporter.sources.kubernetes.watcher import ClusterWatcher, KubeApi
 
     quiet_logs()
     loop = asyncio.get_running_loop()

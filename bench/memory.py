@@ -12,7 +12,7 @@ are sampled every 100 collections.
 
 Three children, each a fresh interpreter:
 - the whole exporter (`--child --engines-wall-start T`): the 56 engines serve from a
-  process of their own (`python -m exporter.simulation.engines`, started by the parent),
+  process of their own (`python -m simulator.engines`, started by the parent),
   as on a real node; the simulated node (NVML, kubelet, engines) runs on a real clock from
   T, like theirs. The fake kubelet (a small gRPC server) and the written /proc stay in the
   child.
@@ -124,7 +124,7 @@ def _imports() -> list[tuple[str, int]]:
     import grpc  # noqa: F401
     from google import protobuf  # noqa: F401
 
-    from exporter.podresources import api_pb2_grpc  # noqa: F401
+    from exporter.sources.podresources import api_pb2_grpc  # noqa: F401
 
     steps.append(("grpc, protobuf (the kubelet client)", _vmrss()))
     import bench._common  # noqa: F401
@@ -139,8 +139,8 @@ async def _node_sources(node: Any) -> AsyncIterator[Any]:
     """A simulated node's sources without its engines: a fake kubelet on a temporary
     socket and a temporary /proc, in this process, and the scenario's metadata."""
     from exporter.cli import PodSources
-    from exporter.simulation.fake_kubelet import FakeKubelet
-    from exporter.simulation.proc import write_proc_root
+    from simulator.kubelet import FakeKubelet
+    from simulator.proc import write_proc_root
 
     with tempfile.TemporaryDirectory(prefix="gpuwork-bench-") as scratch:
         proc = Path(scratch, "proc")
@@ -174,13 +174,13 @@ async def _child(mode: str, wall_start: float | None = None) -> MemoryResult:
         pod_sources,
     )
     from exporter.collection import Collection
-    from exporter.config import load_settings
-    from exporter.metrics import SnapshotCollector
-    from exporter.nvml_reader import NvmlReader
-    from exporter.server import make_app
-    from exporter.simulation.fake_nvml import SimulatedNvml
-    from exporter.simulation.node import SimulatedNode
-    from exporter.simulation.scenario import load_scenario
+    from exporter.exposition.families import SnapshotCollector
+    from exporter.exposition.server import make_app
+    from exporter.settings import load_settings
+    from exporter.sources.nvml.reader import NvmlReader
+    from simulator.node import SimulatedNode
+    from simulator.nvml import SimulatedNvml
+    from simulator.scenario import load_scenario
 
     quiet_logs()
     gc.collect()

@@ -24,11 +24,11 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from bench._common import device_count, make_sim, median, percentile, quiet_logs
-from exporter.bodies import Exposition
 from exporter.cli import build_registry
-from exporter.metrics import SnapshotCollector, build_families
+from exporter.exposition.bodies import Exposition
+from exporter.exposition.families import SnapshotCollector, build_families
+from exporter.exposition.server import make_app
 from exporter.model import NodeSnapshot
-from exporter.server import make_app
 
 ROUNDS = 200  # each round renders A, B, B, A
 BATCH = 3  # renders per timed sample

@@ -98,7 +98,7 @@ def _engines_section(e: engines.EnginesBenchResult) -> str:
     c, h = e.cycle, e.hang
     return f"""\
 **1. The whole cycle.** The 56 engines serve from a process of their own (`python -m
-exporter.simulation.engines --scenario dense-h100 --wall-start T`), as on a real node, so
+simulator.engines --scenario dense-h100 --wall-start T`), as on a real node, so
 their serving CPU is not counted; the fake kubelet runs in a second one (`python -m
 bench.engines --kubelet`), so its gRPC server threads, which `bench/attribution.py` counts,
 are not counted here either. The benchmark process builds what `serve` builds with the
@@ -502,7 +502,7 @@ NVML's outstanding GPM samples every {memory.EVERY} collections. The collection'
 node's collections, however fast the cycles follow each other here.
 
 The measured process is the whole exporter as on a real node: the 56 engines serve from a
-process of their own (`python -m exporter.simulation.engines`, started by the benchmark's
+process of their own (`python -m simulator.engines`, started by the benchmark's
 parent; {m.engines_rss_bytes / memory.MB:.1f} MB of RSS there, not counted), and the simulated
 node reads on a real clock from the engines' own start time, so both agree. Two pieces of the
 simulation stay inside the measured process: the fake kubelet's gRPC server (small: its
@@ -541,7 +541,7 @@ Most of the RSS is imports, present before the first collection:
 
 ## kube_memory: the API watch with 1,000 pods on the node (`bench/kube_memory.py`)
 
-A real etcd and kube-apiserver v1.20 on loopback (`tests/kube_cluster.py`; the binary from
+A real etcd and kube-apiserver v1.20 on loopback (`harness/kube_apiserver.py`; the binary from
 `$GPUWORK_KUBE_APISERVER` or `make kube-apiserver`'s cache, never built here). The parent
 creates {kube_memory.PODS} pods bound to the node (`spec.nodeName` set; Helm-style labels,
 seven annotations, an init container and three containers with five named ports, an owner

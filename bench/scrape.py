@@ -46,10 +46,10 @@ from prometheus_client.registry import Collector
 
 from bench import engines
 from bench._common import ROOT, end_process, median, percentile, quiet_logs
-from exporter.bodies import FORMS, Form, render_forms
 from exporter.cli import build_registry
-from exporter.metrics import SnapshotCollector
-from exporter.simulation.scenario import load_scenario
+from exporter.exposition.bodies import FORMS, Form, render_forms
+from exporter.exposition.families import SnapshotCollector
+from simulator.scenario import load_scenario
 
 SCENARIO = "dense-h100"
 SCENARIO_2X = "bench/scenarios/dense-h100-2x.yaml"  # from the repository root
@@ -469,7 +469,7 @@ PROMETHEUS_FORM: Form = (True, True)  # what a Prometheus server asks for
 
 def _prometheus_form(registry: Collector) -> dict[Form, bytes]:
     """What a publication renders for a Prometheus server: OpenMetrics, gzip-compressed
-    (`exporter.bodies` renders the forms scrapes asked for lately)."""
+    (`exporter.exposition.bodies` renders the forms scrapes asked for lately)."""
     return render_forms(registry, (PROMETHEUS_FORM,))
 
 

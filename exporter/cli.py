@@ -24,23 +24,23 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from exporter import __version__
-from exporter.attributor import Attributor
-from exporter.bodies import Exposition
+from exporter.accounting.waste import WasteLedger
 from exporter.collection import Collection
-from exporter.config import FLAGS, Settings, SettingsError, load_settings
-from exporter.engines.scraper import EngineScraper
-from exporter.engines.source import EngineSource
-from exporter.kube import ClusterWatcher, KubeApi, in_cluster_api
-from exporter.kubelet import PodResourcesClient
-from exporter.ledger import WasteLedger
+from exporter.exposition.bodies import Exposition
+from exporter.exposition.families import SnapshotCollector
+from exporter.exposition.server import make_app
+from exporter.join.attributor import Attributor
+from exporter.join.tenancy import label_keys
 from exporter.logs import configure_logging
-from exporter.metrics import SnapshotCollector
 from exporter.model import ClusterView
-from exporter.nvml_reader import NvmlReader
-from exporter.processes import ProcessPods
-from exporter.server import make_app
-from exporter.simulation.scenario import ScenarioError
-from exporter.tenancy import label_keys
+from exporter.settings import FLAGS, Settings, SettingsError, load_settings
+from exporter.sources.engines.scraper import EngineScraper
+from exporter.sources.engines.source import EngineSource
+from exporter.sources.kubernetes.watcher import ClusterWatcher, KubeApi, in_cluster_api
+from exporter.sources.nvml.reader import NvmlReader
+from exporter.sources.podresources.client import PodResourcesClient
+from exporter.sources.processes import ProcessPods
+from simulator.scenario import ScenarioError
 
 log = structlog.get_logger(component="exporter")
 
@@ -65,9 +65,9 @@ def nvml_library(settings: Settings) -> tuple[Any, str]:
         import pynvml
 
         return pynvml, settings.node_name
-    from exporter.simulation.fake_nvml import SimulatedNvml
-    from exporter.simulation.node import SimulatedNode
-    from exporter.simulation.scenario import load_scenario
+    from simulator.node import SimulatedNode
+    from simulator.nvml import SimulatedNvml
+    from simulator.scenario import load_scenario
 
     scenario = load_scenario(settings.simulate)
     node = settings.node_name if "node_name" in settings.model_fields_set else scenario.node
@@ -132,9 +132,9 @@ async def pod_sources(
     temporary socket, a temporary /proc, the scenario's metadata, and its engines as HTTP
     servers on loopback addresses."""
     if settings.simulate is not None:
-        from exporter.simulation.engines import SimulatedEngines
-        from exporter.simulation.fake_kubelet import FakeKubelet
-        from exporter.simulation.proc import write_proc_root
+        from simulator.engines import SimulatedEngines
+        from simulator.kubelet import FakeKubelet
+        from simulator.proc import write_proc_root
 
         simulated = nvml.node
         with tempfile.TemporaryDirectory(prefix="gpuwork-sim-") as scratch:
@@ -185,7 +185,7 @@ async def pod_sources(
 async def _start_engines(engines: Any) -> None:
     """Starts the simulated engines; an address that cannot be listened on stops the
     exporter with a `ListenError` that names the pod and its address."""
-    from exporter.simulation.node import PodAddressError, probe_listen
+    from simulator.node import PodAddressError, probe_listen
 
     try:
         await engines.start()
@@ -293,7 +293,7 @@ def simulated_exporter_restarts(settings: Settings, nvml: Any) -> list[float]:
     (`exporter_restart` faults still ahead), each counted from the one before."""
     if settings.simulate is None:
         return []
-    from exporter.simulation.scenario import exporter_restarts
+    from simulator.scenario import exporter_restarts
 
     now = previous = nvml.node.clock()
     waits = []

@@ -20,10 +20,9 @@ from typing import Any, TypeVar
 
 import structlog
 
-from exporter.attributor import AttributionResult, Attributor
-from exporter.cost import hourly_costs
-from exporter.engines.source import EngineSource
-from exporter.ledger import WasteLedger
+from exporter.accounting.cost import hourly_costs
+from exporter.accounting.waste import WasteLedger
+from exporter.join.attributor import AttributionResult, Attributor
 from exporter.model import (
     Attribution,
     ClusterView,
@@ -33,7 +32,8 @@ from exporter.model import (
     PodWork,
     StateLedger,
 )
-from exporter.nvml_reader import NvmlDownError, NvmlReader
+from exporter.sources.engines.source import EngineSource
+from exporter.sources.nvml.reader import NvmlDownError, NvmlReader
 
 log = structlog.get_logger(component="exporter.collection")
 

@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from typing import TextIO
 from urllib.parse import urlsplit
 
-from exporter.config import parse_duration, parse_size
-from exporter.engines.scraper import EngineScraper, EngineTarget, ScrapeResult
+from exporter.accounting.useful_work import WorkLedger
 from exporter.model import EngineReading, ModelWork
-from exporter.useful_work import WorkLedger
+from exporter.settings import parse_duration, parse_size
+from exporter.sources.engines.scraper import EngineScraper, EngineTarget, ScrapeResult
 
 _PROBE = "probe"  # the namespace of every probed "pod"
 

@@ -22,14 +22,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import __version__
 from exporter.cli import ListenError, _start_engines, gpu_prices, main, nvml_library, parse_args
-from exporter.config import FLAGS, load_settings
-from exporter.simulation.engines import SimulatedEngines
-from exporter.simulation.fake_nvml import SimulatedNvml
-from exporter.simulation.node import SimulatedNode
-from exporter.simulation.scenario import load_scenario
+from exporter.settings import FLAGS, load_settings
+from simulator.engines import SimulatedEngines
+from simulator.node import SimulatedNode
+from simulator.nvml import SimulatedNvml
+from simulator.scenario import load_scenario
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
-SCENARIOS = REPO / "exporter" / "simulation" / "scenarios"
+SCENARIOS = REPO / "simulator" / "scenarios"
 READY_WITHIN_SECONDS = 15.0
 EXIT_WITHIN_SECONDS = 10.0
 

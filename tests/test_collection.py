@@ -10,9 +10,9 @@ import pytest
 
 from exporter.collection import NVML, Collection
 from exporter.model import NodeSnapshot, NvmlReading
-from exporter.nvml_reader import NvmlReader
-from exporter.simulation.scenario import Scenario
-from tests.conftest import Sim, make_sim, scenario_from
+from exporter.sources.nvml.reader import NvmlReader
+from simulator.scenario import Scenario
+from tests.support.sim import Sim, make_sim, scenario_from
 
 
 class Published:

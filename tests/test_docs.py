@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter.config import FLAGS
-from exporter.metrics import SnapshotCollector
+from exporter.exposition.families import SnapshotCollector
 from exporter.model import CollectorHealth, NodeSnapshot
-from tests.conftest import make_sim, scenario_from
-from tests.test_metrics import attributed
+from exporter.settings import FLAGS
+from tests.support.paths import REPO
+from tests.support.sim import make_sim, scenario_from
+from tests.support.snapshots import attributed
 
-ROOT = Path(__file__).parent.parent
+ROOT = REPO
 
 
 def served_names() -> set[str]:

@@ -25,21 +25,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.metrics import build_families
+from exporter.exposition.families import build_families
 from exporter.model import DeviceState, NodeSnapshot
-from exporter.simulation.engine_bodies import BodyFault
-from exporter.simulation.scenario import (
+from simulator.engine_bodies import BodyFault
+from simulator.scenario import (
     EngineBodyFault,
     ExporterRestartFault,
     Fault,
     Scenario,
     load_scenario,
 )
-from exporter.simulation.work import tenant_gpu_seconds_held, tenant_tokens
-from tests.test_metrics import promtool
-from tests.test_truth import INTERVAL, Run, exporter_on_mixed
+from simulator.work import tenant_gpu_seconds_held, tenant_tokens
+from tests.support.exporter_run import INTERVAL, Run, exporter_on_mixed
+from tests.support.paths import REPO
+from tests.support.programs import promtool
 
-RULES = Path(__file__).parents[1] / "rules" / "useful-work.rules.yml"
+RULES = REPO / "rules" / "useful-work.rules.yml"
 PRICES = (("*H100*", 4.0), ("*H200*", 5.0), ("*A100*", 2.0), ("*", 1.0))
 SERIES = {  # what the rules read
     "gpuwork_tokens_total",

@@ -1,0 +1,1 @@
+"""The exposition: metric families from a snapshot, the bodies of /metrics, the HTTP server."""

@@ -1,0 +1,1 @@
+"""The join: which pod and tenant holds each device, from the sources of one collection."""

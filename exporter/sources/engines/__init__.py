@@ -1,0 +1,1 @@
+"""Inference engines: where they serve their metrics, how to read them, what they mean."""

@@ -1,0 +1,1 @@
+"""NVML: every GPU and MIG instance on the node."""

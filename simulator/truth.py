@@ -1,0 +1,106 @@
+"""Ground truth for attribution: who holds what, and the state seconds that follow.
+
+Computed from the scenario alone, never from NVML or the exporter: at each
+collection, a pod whose engine is up is busy when its engine served a token or ran a
+request within the state window (as the engine's own counters show them, restarts
+included); any other pod by its true mean activity over the window on its own share
+of its device. Time between collections is charged as the exporter documents it
+(GPU fraction * share, the unallocated rest with no tenant). Devices without any
+activity signal (MIG on a GPU without GPM) count a running process as busy.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from itertools import pairwise
+
+from exporter.model import DeviceState, ModelReading
+from exporter.sources.engines.parser import parse_engine
+from simulator.engine_bodies import render_exposition
+from simulator.holdings import device_fraction, live_devices
+from simulator.loads import mean_activity, runs_process
+from simulator.node import SimulatedNode
+from simulator.scenario import PodSpec
+from simulator.work import engine_process_start, engine_stats
+
+
+def tenant_state_seconds(
+    node: SimulatedNode, times: Sequence[float], *, window: float, busy_threshold: float
+) -> dict[tuple[str, DeviceState], float]:
+    """GPU-seconds per (tenant, state) charged by collections at `times`; tenant "" is
+    the unallocated rest."""
+    seconds: defaultdict[tuple[str, DeviceState], float] = defaultdict(float)
+    seed = node.scenario.seed
+    worked = {
+        f"{pod.namespace}/{pod.name}": engine_worked(node, pod, times)
+        for pod in node.scenario.pods
+        if pod.engine
+    }
+    for k, (previous, t) in enumerate(pairwise(times), start=1):
+        since = max(t - window, times[0])
+        for device in live_devices(node, t):
+            index, slot = device
+            fraction = device_fraction(node, device, t)
+            no_signal = slot is not None and not node.models[index].gpm
+            held = 0.0
+            for tenancy in node.tenants_of(index, slot):
+                share = node.holding_share(index, tenancy)
+                held += share
+                pod = tenancy.pod
+                if not runs_process(pod.load):
+                    state = DeviceState.ALLOCATED_NO_PROCESS
+                elif _engine_up(worked, pod, k):
+                    judged = worked[f"{pod.namespace}/{pod.name}"]
+                    recent = [w for t_j, w in zip(times, judged, strict=True)
+                              if t - window < t_j <= t]  # fmt: skip
+                    busy = any(w for w in recent if w is not None)
+                    state = DeviceState.BUSY if busy else DeviceState.ALLOCATED_IDLE
+                elif no_signal:
+                    state = DeviceState.BUSY
+                else:
+                    key = f"{pod.namespace}/{pod.name}"
+                    own = mean_activity(pod.load, key, seed, since, t) / tenancy.share
+                    busy = min(own / share, 1.0) >= busy_threshold
+                    state = DeviceState.BUSY if busy else DeviceState.ALLOCATED_IDLE
+                seconds[(pod.tenant, state)] += (t - previous) * fraction * share
+            free = max(1.0 - held, 0.0)
+            seconds[("", DeviceState.UNALLOCATED)] += (t - previous) * fraction * free
+    return dict(seconds)
+
+
+def _engine_up(worked: dict[str, list[bool | None]], pod: PodSpec, k: int) -> bool:
+    judged = worked.get(f"{pod.namespace}/{pod.name}")
+    return judged is not None and judged[k] is not None
+
+
+def _served(node: SimulatedNode, pod: PodSpec, t: float) -> ModelReading | None:
+    """What the engine serves at t, as its own exposition says it (fields it lacks: None)."""
+    stats = engine_stats(node, pod, t)
+    if stats is None or pod.engine is None:
+        return None
+    body = render_exposition(pod.engine, stats, process_start_time=0.0)
+    return parse_engine(body).models[0]
+
+
+def engine_worked(node: SimulatedNode, pod: PodSpec, times: Sequence[float]) -> list[bool | None]:
+    """Per collection: whether the engine took in or generated a token since the last
+    collection it answered, or runs a request now; None while it is down."""
+    worked: list[bool | None] = []
+    last: tuple[float, float, float] | None = None  # (process start, prompt, generation)
+    for t in times:
+        stats = _served(node, pod, t)
+        if stats is None:
+            worked.append(None)
+            continue
+        started = engine_process_start(node, pod, t)
+        prompt = stats.total("prompt_tokens") or 0.0
+        generation = stats.total("generation_tokens") or 0.0
+        grew = False
+        if last is not None:
+            restarted = started != last[0] or prompt < last[1] or generation < last[2]
+            grew = (prompt > 0 or generation > 0) if restarted else (
+                prompt > last[1] or generation > last[2])  # fmt: skip
+        worked.append(grew or (stats.requests_running or 0) > 0)
+        last = (started, prompt, generation)
+    return worked

@@ -397,7 +397,8 @@ async def _child(config: Mapping[str, Any]) -> None:
     import exporter.cli  # noqa: F401 -- everything the exporter imports
     from bench._common import quiet_logs
     from exporter.join.tenancy import DEFAULT_TENANT_RULES, label_keys, parse_tenant_rules
-    from exporter.sources.kubernetes.watcher import ClusterWatcher, KubeApi
+    from exporter.sources.kubernetes.api import KubeApi
+    from exporter.sources.kubernetes.watcher import ClusterWatcher
 
     quiet_logs()
     loop = asyncio.get_running_loop()

@@ -36,7 +36,8 @@ from exporter.model import ClusterView
 from exporter.settings import FLAGS, Settings, SettingsError, load_settings
 from exporter.sources.engines.scraper import EngineScraper
 from exporter.sources.engines.source import EngineSource
-from exporter.sources.kubernetes.watcher import ClusterWatcher, KubeApi, in_cluster_api
+from exporter.sources.kubernetes.api import KubeApi, in_cluster_api
+from exporter.sources.kubernetes.watcher import ClusterWatcher
 from exporter.sources.nvml.reader import NvmlReader
 from exporter.sources.podresources.client import PodResourcesClient
 from exporter.sources.processes import ProcessPods

@@ -47,8 +47,10 @@ unit: $(BIN)/.installed tools kube-apiserver
 
 test: lint typecheck unit
 
-# bench/scrape.py scrapes Debian's prometheus-node-exporter beside the exporter.
+# bench/scrape.py scrapes Debian's prometheus-node-exporter beside the exporter;
+# bench/kube_clients.py needs the Kubernetes client libraries of the `bench` extra.
 bench: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@command -v prometheus-node-exporter >/dev/null || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus-node-exporter >/dev/null; }
 	$(BIN)/python -m bench.run_all

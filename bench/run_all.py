@@ -12,7 +12,16 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import attribution, collection, engines, kube_memory, memory, render, scrape
+from bench import (
+    attribution,
+    collection,
+    engines,
+    kube_clients,
+    kube_memory,
+    memory,
+    render,
+    scrape,
+)
 from bench._common import machine
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -323,6 +332,47 @@ def _kube_rows(k: kube_memory.KubeMemoryResult) -> list[tuple[str, ...]]:
     ]  # fmt: skip
 
 
+def _kube_clients_rows(
+    kc: kube_clients.KubeClientsResult, m: memory.MemoryResult
+) -> list[tuple[str, ...]]:
+    if kc.skipped:
+        return [("kube_clients", "thin client against kubernetes_asyncio and kubernetes",
+                 f"skipped: {kc.skipped}", "", "")]  # fmt: skip
+    thin, rows = kc.run("thin"), []
+    for client in kube_clients.CLIENTS[1:]:
+        run, extra = kc.run(client), kc.extra_mb(client)
+        if thin is None or run is None or extra is None:
+            rows.append(("kube_clients", f"{client}", "not measured", "", ""))
+            continue
+        rows += [
+            ("kube_clients", f"{client} / thin client: RSS synced, after churn; CPU s",
+             f"{run.rss_synced / thin.rss_synced:.2f}, {run.rss_steady / thin.rss_steady:.2f}; "
+             f"{run.cpu / thin.cpu:.2f}", "", ""),
+            ("kube_clients", f"exporter RSS with {client} instead of the thin client "
+             f"({m.final_mb:.1f} MB {extra:+.1f} MB)", f"{m.final_mb + extra:.1f} MB",
+             f"<= {memory.TARGET_MB:.0f} MB", _mark(m.final_mb + extra <= memory.TARGET_MB)),
+        ]  # fmt: skip
+    return rows
+
+
+def _kube_clients_section(kc: kube_clients.KubeClientsResult, m: memory.MemoryResult) -> str:
+    if kc.skipped:
+        return f"Skipped in this run: {kc.skipped}."
+    decisions = "\n".join(f"- {line}" for line in kube_clients.decision(kc, m.final_mb))
+    return f"""\
+The node's pod LIST answer was {kc.list_bytes / memory.MB:.1f} MB of JSON. Ratios are to the
+thin client; CPU is the child's (`time.process_time`, threads included), split into the
+first LIST and the {kube_clients.STEADY_SECONDS:.0f} s after it.
+
+{kube_clients.table(kc)}
+
+Adopt a library only if the exporter would still hold its budget: the whole exporter's RSS
+in this run ({m.final_mb:.1f} MB, memory above) plus the library's extra RSS over the thin
+client in the exporter's process (the last column's difference):
+
+{decisions}"""
+
+
 def _kube_section(k: kube_memory.KubeMemoryResult) -> str:
     if k.skipped:
         return f"Skipped in this run: {k.skipped}."
@@ -362,6 +412,7 @@ def markdown(
     e: engines.EnginesBenchResult,
     m: memory.MemoryResult,
     k: kube_memory.KubeMemoryResult,
+    kc: kube_clients.KubeClientsResult,
     x: scrape.ScrapeBenchResult,
     seconds: float,
 ) -> str:
@@ -395,6 +446,7 @@ def markdown(
         ("memory", "of the imports, grpc + protobuf (the kubelet client)",
          f"{m.grpc_mb:+.1f} MB", "", ""),
         *_kube_rows(k),
+        *_kube_clients_rows(kc, m),
     ]  # fmt: skip
     rows = "\n".join(f"| {b} | {f} | {v} | {t} | {ok} |" for b, f, v, t, ok in figures)
     return f"""# Benchmark results
@@ -554,6 +606,23 @@ the {kube_memory.PODS} pods and creates {kube_memory.PODS} new ones; the child s
 once the watcher has seen each. Last, the child syncs two new watchers under tracemalloc.
 
 {_kube_section(k)}
+
+## kube_clients: the thin client against kubernetes_asyncio and kubernetes (`bench/kube_clients.py`)
+
+The same kind of cluster and pods as kube_memory ({kube_clients.PODS} on the node,
+{kube_clients.OTHER_PODS} on another, {kube_clients.NAMESPACES} tenant namespaces). One fresh
+`python -m bench.kube_clients --child CLIENT` process per client lists and watches the node's
+pods (`fieldSelector=spec.nodeName`) and the namespaces with the exporter's token: the thin
+client (`ClusterWatcher`); `kubernetes_asyncio` and `kubernetes` (sync, one thread per
+watch), each listing and then running `watch.Watch().stream` from the list's
+resourceVersion, the objects kept in a dict as an informer keeps them. After the sync the
+parent makes the same churn for each ({kube_clients.CHURN} pod status updates in
+{kube_clients.CHURN_BATCHES} batches a second apart); RSS and CPU are taken again
+{kube_clients.STEADY_SECONDS:.0f} s after the sync, the churn seen. "Import alone" is the RSS
+a fresh interpreter gains importing the client; the last column is the same process once it
+has imported `exporter.cli` too, so dependencies the exporter has anyway count once.
+
+{_kube_clients_section(kc, m)}
 """
 
 
@@ -577,11 +646,14 @@ def main() -> None:
     print("== kube memory (real kube-apiserver, fresh process)", flush=True)
     k = kube_memory.run()
     print(kube_memory.summary(k), flush=True)
+    print("== kube clients (real kube-apiserver, a fresh process per client)", flush=True)
+    kc = kube_clients.run()
+    print(kube_clients.summary(kc, m.final_mb), flush=True)
     print("== scrape (gpuwork-exporter beside prometheus-node-exporter; cycles at 2x)",
           flush=True)  # fmt: skip
     x = scrape.run()
     print(scrape.summary(x), flush=True)
-    text = markdown(r, c, a, e, m, k, x, time.perf_counter() - started)
+    text = markdown(r, c, a, e, m, k, kc, x, time.perf_counter() - started)
     if "--no-write" not in sys.argv[1:]:
         RESULTS.write_text(text)
         print(f"== wrote {RESULTS}")

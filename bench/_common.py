@@ -19,11 +19,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.collection import Collection
+from exporter.collection import Collection, Sources
 from exporter.exposition.families import SnapshotCollector
 from exporter.logs import configure_logging
 from exporter.model import NodeSnapshot
 from exporter.sources.nvml.reader import NvmlReader
+from exporter.sources.nvml.source import NvmlSource
 from simulator.node import ManualClock, SimulatedNode
 from simulator.nvml import SimulatedNvml
 from simulator.scenario import Scenario, load_scenario
@@ -64,7 +65,6 @@ class Sim:
 
     clock: FakeClock
     nvml: SimulatedNvml
-    reader: NvmlReader
     snapshots: SnapshotCollector
     collection: Collection
 
@@ -82,8 +82,9 @@ def make_sim(scenario: Scenario | str) -> Sim:
     nvml = SimulatedNvml(SimulatedNode(scenario, clock=clock))
     reader = NvmlReader(nvml)
     snapshots = SnapshotCollector()
-    collection = Collection(reader, node=scenario.node, publish=snapshots.update, timeout=5.0)
-    return Sim(clock, nvml, reader, snapshots, collection)
+    nvml_source = NvmlSource(reader, timeout=5.0)
+    collection = Collection(Sources(nvml_source), node=scenario.node, publish=snapshots.update)
+    return Sim(clock, nvml, snapshots, collection)
 
 
 def mig_scenario(devices_per_gpu: Sequence[int], name: str = "bench") -> Scenario:

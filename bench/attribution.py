@@ -1,13 +1,13 @@
 """Collection cycle cost with pod attribution on, against the core alone, on dense-h100.
 
 Two simulated dense-h100 nodes, each with its own manual clock moving 10 s per
-cycle: one `Collection` reads NVML only (the core), the other also runs the
-`Attributor` as `serve` builds it: the real `PodResourcesClient` over gRPC to a
-`FakeKubelet` on a unix socket, the real `ProcessPods` over a written /proc, the
-default tenant rules, and the collection's `WasteLedger` (engine scraping, a separate
-source, is left out). They alternate plain, attributed,
+cycle: one `Collection` reads NVML only (the core), the other also reads the kubelet and
+/proc and joins, as `serve` builds it (`build_collection`): the real `PodResourcesClient`
+over gRPC to a `FakeKubelet` on a unix socket, the real `ProcessPods` over a written
+/proc, the default tenant rules, and the collection's `WasteLedger` (engine scraping,
+a separate source, is switched off). They alternate plain, attributed,
 attributed, plain (ABBA) for `ROUNDS` rounds after warm-up; CPU is
-`time.process_time`, so the worker thread (and the fake kubelet's server threads,
+`time.process_time`, so the sources' worker threads (and the fake kubelet's server threads,
 which run in this process too) count.
 
 Then the added cost is split into its parts, each timed alone on one reading: the
@@ -41,14 +41,13 @@ from bench._common import (
 )
 from bench.render import floor_registry
 from exporter.accounting.waste import WasteLedger
-from exporter.cli import PodSources, build_attributor, build_ledger, build_registry
-from exporter.collection import Collection
+from exporter.cli import build_collection, build_registry
 from exporter.exposition.families import SnapshotCollector, build_families
 from exporter.join.attribution import attribute, gpu_pids
-from exporter.join.attributor import Attributor
 from exporter.model import NodeSnapshot
+from exporter.node import NodeInputs
 from exporter.settings import load_settings
-from exporter.sources.nvml.reader import NvmlReader
+from exporter.sources.kubernetes.source import ClusterSource
 from exporter.sources.podresources.client import PodResourcesClient
 from exporter.sources.processes import ProcessPods
 from simulator.kubelet import FakeKubelet
@@ -66,20 +65,19 @@ RENDER_ROUNDS = 100
 
 @dataclass
 class Attributed:
-    """The attributed node: its simulation, its fake kubelet and the attributor's parts."""
+    """The attributed node: its simulation, its fake kubelet and its /proc."""
 
     sim: Sim
     node: SimulatedNode
     kubelet: FakeKubelet
-    attributor: Attributor
     proc_root: str
 
 
 def attributed_sim(scratch: Path) -> Attributed:
     """A dense-h100 node whose `Collection` runs attribution as `serve` builds it with
-    the default settings: `build_attributor` and `build_ledger`, but no engine scraping.
-    The collection's clock is the node's manual one, so the ledger sees 10 s a cycle."""
-    settings = load_settings({}, {})
+    the default settings (`build_collection`), but no engine scraping. The collection's
+    clock is the node's manual one, so the ledger sees 10 s a cycle."""
+    settings = load_settings({"engines_scrape": "false"}, {})
     clock = FakeClock()
     node = SimulatedNode(load_scenario(SCENARIO), clock=clock)
     nvml = SimulatedNvml(node)
@@ -87,15 +85,12 @@ def attributed_sim(scratch: Path) -> Attributed:
     write_proc_root(node, proc)
     kubelet = FakeKubelet(str(scratch / "kubelet.sock"), lambda: node.kubelet_devices(clock()))
     kubelet.start()
-    attributor = build_attributor(settings, PodSources(kubelet.socket_path, str(proc)))
-    reader = NvmlReader(nvml)
+    inputs = NodeInputs(node.scenario.node, nvml, kubelet.socket_path, str(proc),
+                        ClusterSource(node.cluster_view), ())  # fmt: skip
     snapshots = SnapshotCollector()
-    collection = Collection(reader, node=node.scenario.node, publish=snapshots.update,
-                            timeout=settings.collect_timeout, attributor=attributor,
-                            ledger=build_ledger(settings), cluster=node.cluster_view,
-                            monotonic=clock)  # fmt: skip
-    sim = Sim(clock, nvml, reader, snapshots, collection)
-    return Attributed(sim, node, kubelet, attributor, str(proc))
+    collection = build_collection(settings, inputs, snapshots.update, monotonic=clock)
+    sim = Sim(clock, nvml, snapshots, collection)
+    return Attributed(sim, node, kubelet, str(proc))
 
 
 @dataclass
@@ -125,7 +120,7 @@ class AttributionBenchResult:
     render_kubelet_calls: int  # kubelet rpcs during all the renders: 0 when scrapes only serve
     samples_plain: int  # gpuwork_* lines served
     samples_with: int
-    collect_ms: float  # Attributor.collect alone: kubelet, /proc and the join
+    collect_ms: float  # kubelet, /proc and the join, called in a row
 
     @property
     def join_ms(self) -> float:
@@ -223,7 +218,7 @@ async def _run(scratch: Path) -> AttributionBenchResult:
                 parts = _time_parts(_parts(node, client, core, snapshot))
         finally:
             await plain.collection.close()
-            await node.sim.collection.close()  # closes the attributor's kubelet client too
+            await node.sim.collection.close()  # closes its kubelet client too
         return _result(plain, node, core, snapshot, a, b, parts)
     finally:
         node.kubelet.stop()
@@ -233,7 +228,7 @@ def _parts(
     node: Attributed, client: PodResourcesClient, core: NodeSnapshot, snapshot: NodeSnapshot
 ) -> dict[str, Callable[[], object]]:
     """The added work of a cycle, piece by piece, on the last reading; `client` is a
-    second kubelet client like the attributor's, its channel kept open across reads."""
+    second kubelet client like the collection's, its channel kept open across reads."""
     reading = snapshot.nvml
     if reading is None or snapshot.attribution is None or snapshot.ledger is None:
         raise AssertionError("the attributed node published no attribution")
@@ -251,8 +246,8 @@ def _parts(
         now[0] += CYCLE_SECONDS
         ledger.update(reading, joined, now[0])
 
-    def collect() -> None:
-        node.attributor.collect(reading, cluster)
+    def collect() -> None:  # what the loop's kubelet and /proc reads and the join do
+        attribute(reading, client.read(), cluster, rules, processes.pod_uids(gpu_pids(reading)))
 
     def answers() -> None:
         node.kubelet.list_response()
@@ -348,7 +343,7 @@ def parts_table(r: AttributionBenchResult) -> str:
          r.update_with_ms - r.update_plain_ms,
          f"{r.update_with_ms:.2f} ms - {r.update_plain_ms:.2f} ms"),
         ("sum of the parts (the fake's answers counted once)", r.parts_ms, ""),
-        ("`Attributor.collect` alone, plus the ledger and the larger family build",
+        ("kubelet, /proc and the join in a row, plus the ledger and the larger family build",
          r.collect_ms + r.ledger_ms + r.update_with_ms - r.update_plain_ms,
          f"collect {r.collect_ms:.2f} ms"),
         ("measured: added CPU per cycle (paired median)", r.added_ms, ""),

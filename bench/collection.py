@@ -24,10 +24,11 @@ from bench._common import (
     percentile,
     quiet_logs,
 )
-from exporter.collection import Collection
+from exporter.collection import Collection, Sources
 from exporter.exposition.families import SnapshotCollector
 from exporter.model import NodeSnapshot
 from exporter.sources.nvml.reader import NvmlReader
+from exporter.sources.nvml.source import NvmlSource
 from simulator.node import SimulatedNode
 from simulator.nvml import SimulatedNvml
 from simulator.scenario import load_scenario
@@ -137,7 +138,8 @@ async def _profile() -> tuple[float, float, float]:
         snapshots.update(snapshot)
         publish_s[0] += time.perf_counter() - started
 
-    collection = Collection(NvmlReader(nvml), node="bench", publish=publish, timeout=5.0)
+    nvml_source = NvmlSource(NvmlReader(nvml), timeout=5.0)
+    collection = Collection(Sources(nvml_source), node="bench", publish=publish)
     for _ in range(WARMUP):
         await collection.collect_once()
         clock.advance()

@@ -5,14 +5,14 @@ engine's parse against prometheus_client's parser, and one engine that never ans
    simulator.engines --scenario dense-h100 --wall-start T`), as engines do on a
    real node, so their serving CPU is not this process's; so does the fake kubelet
    (`python -m bench.engines --kubelet SOCKET --wall-start T`). This process builds what
-   `serve` builds with the default settings (`build_attributor`, `build_ledger`,
-   `build_engines`) over a simulated NVML whose node starts at the same T on a real
-   clock, so NVML, the kubelet and the engines agree on the time; the collection's own
-   clock (the state ledger's window) moves 10 s a cycle, as between a real node's
-   collections. A cycle is one `Collection.collect_once`: NVML, attribution, 56 scrapes
-   and parses, the join, both ledgers and the family build. CPU is `time.process_time`,
-   every thread of this process. `EngineSource.collect` (scrapes, parses, the useful-work
-   ledger) and the family build are timed in every cycle; the parser in a separate pass.
+   `serve` builds with the default settings (`build_collection`) over a simulated NVML
+   whose node starts at the same T on a real clock, so NVML, the kubelet and the engines
+   agree on the time; the collection's own clock (the state ledger's window) moves 10 s a
+   cycle, as between a real node's collections. A cycle is one `Collection.collect_once`:
+   NVML, attribution, 56 scrapes and parses, the join, both ledgers and the family build.
+   CPU is `time.process_time`, every thread of this process. `EngineSource.read` (scrapes
+   and parses) and the family build are timed in every cycle; the parser in a separate
+   pass.
 2. parse: `parse_engine` on the bodies the simulated vLLM serves (the text format the
    scraper asks for, and OpenMetrics with names intact) against prometheus_client's parsers
    consuming every family, and against single passes over the bytes.
@@ -56,16 +56,10 @@ from bench._common import (
     percentile,
     quiet_logs,
 )
-from exporter.cli import (
-    PodSources,
-    build_attributor,
-    build_engines,
-    build_ledger,
-    freeze_startup_objects,
-)
-from exporter.collection import Collection
+from exporter.cli import build_collection, freeze_startup_objects
 from exporter.exposition.families import SnapshotCollector
 from exporter.model import NodeSnapshot
+from exporter.node import NodeInputs
 from exporter.settings import load_settings
 from exporter.sources.engines.parser import parse_engine
 from exporter.sources.engines.scraper import (
@@ -77,7 +71,7 @@ from exporter.sources.engines.scraper import (
     targets_for,
 )
 from exporter.sources.engines.source import EngineSource
-from exporter.sources.nvml.reader import NvmlReader
+from exporter.sources.kubernetes.source import ClusterSource
 from simulator.engines import SimulatedEngines
 from simulator.kubelet import FakeKubelet
 from simulator.node import ManualClock, SimulatedNode
@@ -112,7 +106,7 @@ OPENMETRICS_ACCEPT = "application/openmetrics-text;version=1.0.0;escaping=allow-
 class CycleSample:
     cpu: float  # seconds, the whole process
     wall: float
-    engines_cpu: float  # EngineSource.collect alone
+    engines_cpu: float  # EngineSource.read alone
     engines_wall: float  # the scrape round: all 56 scrapes, concurrently, plus the ledger
     scrape_max: float  # the slowest single scrape of the round (its own duration)
     scrape_sum: float  # the 56 scrapes' durations added up
@@ -173,7 +167,7 @@ class CycleResult:
 
     @property
     def rest_cpu_ms(self) -> float:
-        """Median of each cycle's CPU outside `EngineSource.collect`."""
+        """Median of each cycle's CPU outside `EngineSource.read`."""
         return self._ms([s.cpu - s.engines_cpu for s in self.samples], 50)
 
     @property
@@ -235,20 +229,20 @@ class CycleResult:
 
 
 class _Probe:
-    """Times `EngineSource.collect` and keeps each round's scrape results, by wrapping the
-    two methods on the instances `build_engines` built (nothing else changes)."""
+    """Times `EngineSource.read` and keeps each round's scrape results, by wrapping the
+    two methods on the instances `build_collection` built (nothing else changes)."""
 
     def __init__(self, source: EngineSource) -> None:
         self.cpu = self.wall = 0.0
         self.results: list[ScrapeResult] = []
-        collect = source.collect
+        read = source.read
         scraper = source._scraper
         scrape = scraper.scrape
 
-        async def timed_collect(*args: Any) -> Any:
+        async def timed_read(*args: Any) -> Any:
             cpu, wall = time.process_time(), time.perf_counter()
             try:
-                return await collect(*args)
+                return await read(*args)
             finally:
                 self.cpu = time.process_time() - cpu
                 self.wall = time.perf_counter() - wall
@@ -257,7 +251,7 @@ class _Probe:
             self.results = await scrape(*args)
             return self.results
 
-        source.collect = timed_collect  # type: ignore[method-assign]
+        source.read = timed_read  # type: ignore[method-assign]
         scraper.scrape = recorded_scrape  # type: ignore[method-assign]
 
 
@@ -351,11 +345,8 @@ async def _cycles(
         child_process(kubelet_args),
         engines_process(scenario, wall_start) as served,
     ):
-        sources = PodSources(socket_path, str(proc), cluster=node.cluster_view)
-        engines = build_engines(settings)
-        if engines is None:
-            raise RuntimeError("engine scraping is off by default")
-        probe = _Probe(engines)
+        inputs = NodeInputs(node.scenario.node, nvml, socket_path, str(proc),
+                            ClusterSource(node.cluster_view), settings.gpu_prices)  # fmt: skip
         ledger_clock = FakeClock()  # the state ledger's window sees 10 s a cycle
         snapshots = SnapshotCollector()
         published = [0.0]
@@ -370,19 +361,11 @@ async def _cycles(
                 ran = after_publish(snapshots)
                 extra[:] = [time.process_time() - started, ran]
 
-        collection = Collection(
-            NvmlReader(nvml),
-            node=node.scenario.node,
-            publish=publish,
-            timeout=settings.collect_timeout,
-            attributor=build_attributor(settings, sources),
-            ledger=build_ledger(settings),
-            engines=engines,
-            cluster=sources.cluster,
-            cluster_errors=sources.cluster_errors,
-            prices=settings.gpu_prices,
-            monotonic=ledger_clock,
-        )
+        collection = build_collection(settings, inputs, publish, monotonic=ledger_clock)
+        engines = collection.sources.engines
+        if not isinstance(engines, EngineSource):
+            raise RuntimeError("engine scraping is off by default")
+        probe = _Probe(engines)
         freeze_startup_objects()  # as serve does
         for _ in range(WARMUP):
             await collection.collect_once()
@@ -693,11 +676,11 @@ def cycle_table(c: CycleResult) -> str:
     rows = [
         ("the whole cycle", f"{c.cpu_ms_median:.2f}", f"{c.cpu_ms_p90:.2f}",
          f"{c.wall_ms_median:.2f}", f"{c.wall_ms_p90:.2f}"),
-        ("`EngineSource.collect`: 56 scrapes, parses, useful-work ledger",
+        ("`EngineSource.read`: 56 scrapes and parses",
          f"{c.engines_cpu_ms:.2f}", "", f"{c.round_ms_median:.2f}", f"{c.round_ms_p90:.2f}"),
         ("of it, `parse_engine` x 56 (separate pass, thread CPU)",
          f"{c.parse_ms_per_cycle:.2f}", "", "", ""),
-        ("the rest: NVML, attribution, join, state ledger, family build",
+        ("the rest: NVML, attribution, join, both ledgers, family build",
          f"{c.rest_cpu_ms:.2f}", "", "", ""),
         ("of it, the family build (`SnapshotCollector.update`)",
          f"{c.publish_cpu_ms:.2f}", "", "", ""),
@@ -721,7 +704,7 @@ def summary(r: EnginesBenchResult) -> str:
             f"of GC there): CPU median {c.cpu_ms_full_gc:.2f} ms with, "
             f"{c.cpu_ms_no_full_gc:.2f} ms without",
             f"  wall per cycle: median {c.wall_ms_median:.2f} ms, p90 {c.wall_ms_p90:.2f} ms",
-            f"  EngineSource.collect: {c.engines_cpu_ms:.2f} ms CPU ({c.engines_share:.0%} of a "
+            f"  EngineSource.read: {c.engines_cpu_ms:.2f} ms CPU ({c.engines_share:.0%} of a "
             f"cycle), round wall median {c.round_ms_median:.2f} ms, p90 {c.round_ms_p90:.2f} "
             f"ms, max {c.round_ms_max:.2f} ms (timeout {c.timeout_s:g} s); slowest scrape "
             f"{c.scrape_max_ms:.2f} ms, sum of the 56 {c.scrape_sum_ms:.1f} ms (medians)",

@@ -1,14 +1,13 @@
 """Resident memory of an exporter process over 1,000 collections on dense-h100.
 
-A fresh child process builds the exporter as `serve` builds it (the collection with the
-attributor, the ledger and engine scraping from `build_attributor`, `build_ledger` and
-`build_engines`, the registry and the web app) over the simulated dense-h100 node, and
-runs it as the server would: every cycle a `Collection.collect_once` (NVML read,
-attribution, 56 engine scrapes, snapshot, build_families) and a render of the `/metrics`
-registry. The collection's own clock (`monotonic`, which the state ledger's 60 s window
-runs on) is a manual one moving 10 s per cycle, as a real node's does between collections,
-however fast the cycles follow each other here. RSS and Python's allocated block count
-are sampled every 100 collections.
+A fresh child process builds the exporter as `serve` builds it (`build_collection`: every
+source, both ledgers and engine scraping; the exposition and the web app) over the
+simulated dense-h100 node, and runs it as the server would: every cycle a
+`Collection.collect_once` (NVML read, attribution, 56 engine scrapes, snapshot, the render
+of `/metrics`) and one scrape's body. The collection's own clock (`monotonic`, which the
+state ledger's 60 s window runs on) is a manual one moving 10 s per cycle, as a real node's
+does between collections, however fast the cycles follow each other here. RSS and Python's
+allocated block count are sampled every 100 collections.
 
 Three children, each a fresh interpreter:
 - the whole exporter (`--child --engines-wall-start T`): the 56 engines serve from a
@@ -17,8 +16,7 @@ Three children, each a fresh interpreter:
   T, like theirs. The fake kubelet (a small gRPC server) and the written /proc stay in the
   child.
 - as `gpuwork-exporter --simulate dense-h100` builds it (`--child --in-process`):
-  `pod_sources` with the engines' HTTP servers in the same process, the node on the
-  manual clock.
+  the engines' HTTP servers in the same process, the node on the manual clock.
 - without engine scraping (`--child --no-engines`): the first, no engines anywhere.
 Run: `python -m bench.memory` (the children are `python -m bench.memory --child ...`).
 """
@@ -135,11 +133,15 @@ def _imports() -> list[tuple[str, int]]:
 
 
 @contextlib.asynccontextmanager
-async def _node_sources(node: Any) -> AsyncIterator[Any]:
-    """A simulated node's sources without its engines: a fake kubelet on a temporary
-    socket and a temporary /proc, in this process, and the scenario's metadata."""
-    from exporter.cli import PodSources
+async def _node_sources(node: Any, *, engines_inside: bool) -> AsyncIterator[Any]:
+    """A simulated node's sources: a fake kubelet on a temporary socket and a temporary
+    /proc, in this process, the scenario's metadata, and its engines in this process too
+    when `engines_inside` (as `serve --simulate` has them)."""
+    from exporter.node import NodeInputs
+    from exporter.sources.kubernetes.source import ClusterSource
+    from simulator.engines import SimulatedEngines
     from simulator.kubelet import FakeKubelet
+    from simulator.nvml import SimulatedNvml
     from simulator.proc import write_proc_root
 
     with tempfile.TemporaryDirectory(prefix="gpuwork-bench-") as scratch:
@@ -148,75 +150,54 @@ async def _node_sources(node: Any) -> AsyncIterator[Any]:
         socket_path = str(Path(scratch, "kubelet.sock"))
         kubelet = FakeKubelet(socket_path, lambda: node.kubelet_devices(node.clock()))
         kubelet.start()
+        engines = SimulatedEngines(node) if engines_inside else None
         try:
-            yield PodSources(socket_path, str(proc), cluster=node.cluster_view)
+            if engines is not None:
+                await engines.start()
+            cluster = ClusterSource(node.cluster_view)
+            yield NodeInputs(node.scenario.node, SimulatedNvml(node), socket_path, str(proc),
+                             cluster, node.scenario.gpu_prices)  # fmt: skip
         finally:
+            if engines is not None:
+                await engines.stop()
             kubelet.stop()
 
 
 async def _child(mode: str, wall_start: float | None = None) -> MemoryResult:
-    """Builds the exporter as `_serve` makes it (attributor, ledger, engine scraping,
-    prices), the registry and the web app on a loopback port, over the simulated node's
-    sources: its fake kubelet and /proc, and its engines in another process (SEPARATE, on
-    a real clock from `wall_start`), in this one as `serve --simulate` has them
-    (IN_PROCESS, `pod_sources`, on a manual clock), or none (NO_ENGINES)."""
+    """Builds the exporter as `_serve` makes it (`build_collection`: every source, both
+    ledgers, prices), the exposition and the web app on a loopback port, over the
+    simulated node's sources: its fake kubelet and /proc, and its engines in another
+    process (SEPARATE, on a real clock from `wall_start`), in this one as
+    `serve --simulate` has them (IN_PROCESS, on a manual clock), or none (NO_ENGINES)."""
     imports = _imports()
     from aiohttp import web
-    from prometheus_client import generate_latest
 
     from bench._common import FakeClock, quiet_logs, rss_bytes
-    from exporter.cli import (
-        build_attributor,
-        build_engines,
-        build_ledger,
-        build_registry,
-        freeze_startup_objects,
-        pod_sources,
-    )
-    from exporter.collection import Collection
-    from exporter.exposition.families import SnapshotCollector
+    from exporter.cli import build_collection, build_exposition, freeze_startup_objects
     from exporter.exposition.server import make_app
     from exporter.settings import load_settings
-    from exporter.sources.nvml.reader import NvmlReader
     from simulator.node import SimulatedNode
-    from simulator.nvml import SimulatedNvml
     from simulator.scenario import load_scenario
 
     quiet_logs()
     gc.collect()
     baseline = rss_bytes()
-    settings = load_settings({"simulate": SCENARIO}, {})
+    scrape = "false" if mode == NO_ENGINES else "true"
+    settings = load_settings({"simulate": SCENARIO, "engines_scrape": scrape}, {})
     scenario = load_scenario(SCENARIO)
     clock = FakeClock()  # the collection's: the state ledger's window sees 10 s a cycle
     if mode == IN_PROCESS:
-        nvml = SimulatedNvml(SimulatedNode(scenario, clock=clock))
-        sources_context = pod_sources(settings, nvml, scenario.node, asyncio.Event())
+        node = SimulatedNode(scenario, clock=clock)
     else:
         node = SimulatedNode(scenario, wall_start=wall_start)  # a real clock, as the engines'
-        nvml = SimulatedNvml(node)
-        sources_context = _node_sources(node)
-    async with sources_context as sources:
-        if sources is None:
-            raise RuntimeError("no pod sources")
+    async with _node_sources(node, engines_inside=mode == IN_PROCESS) as inputs:
         gc.collect()
         sources_rss = rss_bytes()
-        snapshots = SnapshotCollector()
-        collection = Collection(
-            NvmlReader(nvml),
-            node=scenario.node,
-            publish=snapshots.update,
-            timeout=settings.collect_timeout,
-            attributor=build_attributor(settings, sources),
-            ledger=build_ledger(settings),
-            engines=build_engines(settings) if mode != NO_ENGINES else None,
-            cluster=sources.cluster,
-            cluster_errors=sources.cluster_errors,
-            prices=settings.gpu_prices,
-            monotonic=clock,  # 10 s a cycle, as on a real node
-        )
+        exposition = build_exposition()
+        # 10 s a cycle, as on a real node
+        collection = build_collection(settings, inputs, exposition.publish, monotonic=clock)
         freeze_startup_objects()  # as serve does
-        registry = build_registry(snapshots)
-        runner = web.AppRunner(make_app(registry, lambda: collection.ready), access_log=None)
+        runner = web.AppRunner(make_app(exposition, lambda: collection.ready), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         samples = []
@@ -225,12 +206,12 @@ async def _child(mode: str, wall_start: float | None = None) -> MemoryResult:
             if done % EVERY == 0:
                 samples.append(
                     Sample(done, rss_bytes(), sys.getallocatedblocks(),
-                           nvml.gpm_samples_outstanding)
+                           inputs.nvml.gpm_samples_outstanding)
                 )  # fmt: skip
             if done < COLLECTIONS:
-                snapshot = await collection.collect_once()
+                snapshot = await collection.collect_once()  # renders what scrapes asked for
                 clock.advance()
-                generate_latest(registry)
+                await exposition.body("", "")  # one scrape a collection
         seconds = time.perf_counter() - started
         if snapshot.attribution is None:
             raise RuntimeError("the collection published no attribution")

@@ -79,7 +79,7 @@ def _engines_rows(e: engines.EnginesBenchResult) -> list[tuple[str, ...]]:
         ("engines", "cycle CPU without / with a full garbage collection (medians)",
          f"{c.cpu_ms_no_full_gc:.2f} ms / {c.cpu_ms_full_gc:.2f} ms "
          f"({c.full_gc_cycles} of {len(c.samples)} cycles)", "", ""),
-        ("engines", "cycle CPU split: `EngineSource.collect` (56 scrapes + parses) / the rest",
+        ("engines", "cycle CPU split: `EngineSource.read` (56 scrapes + parses) / the rest",
          f"{c.engines_cpu_ms:.2f} ms / {c.rest_cpu_ms:.2f} ms", "", ""),
         ("engines", "of the scrapes, `parse_engine` x 56 / of the rest, the family build",
          f"{c.parse_ms_per_cycle:.2f} ms / {c.publish_cpu_ms:.2f} ms", "", ""),
@@ -111,7 +111,7 @@ simulator.engines --scenario dense-h100 --wall-start T`), as on a real node, so
 their serving CPU is not counted; the fake kubelet runs in a second one (`python -m
 bench.engines --kubelet`), so its gRPC server threads, which `bench/attribution.py` counts,
 are not counted here either. The benchmark process builds what `serve` builds with the
-default settings (`build_attributor`, `build_ledger`, `build_engines`: {c.timeout_s:g} s
+default settings (`build_collection`: {c.timeout_s:g} s
 per-engine timeout) over a simulated NVML whose node starts at the same T on a real clock,
 so NVML, the kubelet and the engines agree; the collection's own clock (the state ledger's
 window) moves 10 s a cycle as between a real node's collections. After {engines.WARMUP}
@@ -119,7 +119,7 @@ warm-up cycles, {len(c.samples)} cycles of `collect_once` \
 ({engines.GAP_SECONDS * 1e3:.0f} ms apart): NVML, attribution, 56 scrapes and parses,
 the join, the state and useful-work ledgers and the family build, all 56 engines read in
 every cycle (errors: {c.errors or "none"}). CPU is `time.process_time` of the process,
-worker threads included. `EngineSource.collect` and
+worker threads included. `EngineSource.read` and
 the family build (`publish`) were timed inside every cycle; `parse_engine` in a further
 {engines.PROFILE_CYCLES} cycles (thread CPU, the median cycle's 56 calls; one call's median
 {c.parse_us_per_engine:.0f} µs). A garbage collection that starts inside a timed part counts
@@ -512,20 +512,21 @@ per round for {collection.SCALING_ROUNDS} rounds; figures are medians.
 Two simulated dense-h100 nodes ({a.devices} devices; {a.holdings} pods holding them, {a.tenants}
 tenants), each with its own manual clock moving 10 s per cycle. One `Collection` reads NVML
 only (the core); the other also runs attribution as `serve` builds it with the default
-settings (`build_attributor`, `build_ledger`): the real `PodResourcesClient` over gRPC to a
+settings (`build_collection`): the real `PodResourcesClient` over gRPC to a
 `FakeKubelet` on a unix socket, the real `ProcessPods` over a written /proc, the default
 tenant rules, and the `WasteLedger` (on the node's clock). Engine scraping, a source of its
 own, is off on both.
 They alternate core, attributed, attributed, core for {a.rounds} rounds after
-{attribution.WARMUP} warm-up cycles each. CPU is `time.process_time`: the worker thread counts,
-and so do the fake kubelet's gRPC server threads, which run in this process; the "with"
-figure therefore overestimates what a real node's exporter spends (it does not build the
+{attribution.WARMUP} warm-up cycles each. CPU is `time.process_time`: the sources' worker
+threads count, and so do the fake kubelet's gRPC server threads, which run in this process;
+the "with" figure therefore overestimates what a real node's exporter spends (it does not build the
 kubelet's answers). The ratio and the added time are medians of per-round figures.
 
 The parts were then timed alone on the last reading, one call of each per round
 ({attribution.PART_REPEATS} rounds, median CPU). What the parts do not cover is spent where no
-part was timed alone: the collection's second hop to the worker thread, switches between
-it, the event loop and the gRPC threads, and the garbage collection of more objects.
+part was timed alone: the collection's hops to the kubelet's and /proc's worker threads,
+switches between them, the event loop and the gRPC threads, and the garbage collection of
+more objects.
 
 {attribution.parts_table(a)}
 
@@ -544,8 +545,8 @@ against {a.render_floor_ms:.2f} ms for its families prebuilt (ours / floor
 ## memory: resident memory over {memory.COLLECTIONS} collections (`bench/memory.py`)
 
 A fresh `python -m bench.memory --child` process builds the exporter as `serve` builds it: a
-`Collection` with the attributor, the ledger and engine scraping (`build_attributor`,
-`build_ledger`, `build_engines`, default settings), the `/metrics` registry and the web app
+`Collection` with every source, both ledgers and engine scraping (`build_collection`,
+default settings), the `/metrics` exposition and the web app
 on a loopback port, over the simulated dense-h100 node. It runs {memory.COLLECTIONS} cycles of
 `collect_once` (NVML, attribution, 56 engine scrapes, snapshot, family build) plus a
 `generate_latest` render, sampling VmRSS, Python's allocated block count and the simulated
@@ -573,7 +574,7 @@ this process imports all of it ({m.baseline_rss_bytes / memory.MB:.1f} MB before
 collection), so that target no longer describes it and is not applied here.
 
 Two more fresh children, for context and without a target: as
-`gpuwork-exporter --simulate dense-h100` builds it (`pod_sources`: the engines' HTTP servers
+`gpuwork-exporter --simulate dense-h100` builds it (the engines' HTTP servers
 inside the process, their serving work and buffers counted; the node on the manual clock),
 and without engine scraping (no engines anywhere). A real node's exporter also keeps the
 Kubernetes API watch, measured on its own in kube_memory.

@@ -501,7 +501,7 @@ class CycleFigures:
     cpu_ms: float  # cycles without the pre-render: median
     cpu_p90_ms: float
     wall_ms: float
-    engines_cpu_ms: float  # EngineSource.collect
+    engines_cpu_ms: float  # EngineSource.read
     family_ms: float  # SnapshotCollector.update
     with_cpu_ms: float  # cycles with the pre-render (nan without it)
     with_cpu_p90_ms: float
@@ -649,7 +649,7 @@ def scrape_table(s: ScrapeResult) -> str:
 def cycles_table(c: CyclesResult) -> str:
     lines = [
         "| node | GPUs / devices / engine pods | cycles | CPU ms p50 | CPU ms p90 | wall ms p50 "
-        "| `EngineSource.collect` CPU ms | family build CPU ms "
+        "| `EngineSource.read` CPU ms | family build CPU ms "
         "| with pre-render: CPU ms p50 / p90 | of it the render ms | added ms |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]

@@ -1,11 +1,20 @@
-"""The background collection loop: reads NVML on a timer and publishes snapshots.
+"""The collection loop: reads every source, joins, accounts, publishes one snapshot.
 
-NVML calls block, so they run in one named worker thread under
-`asyncio.wait_for`; so does attribution (kubelet gRPC, /proc), right after NVML,
-with the cluster metadata the event loop keeps. A read that hangs past its timeout
-is left to finish on its own; until it does, later cycles report `still_running`
-instead of piling up threads. When NVML itself is down, `nvmlInit` is retried with exponential
-backoff while every cycle still publishes a snapshot saying so.
+Each source is read through one wrapper (`_read`), as node_exporter's `execute()`
+runs each collector: it times the read, records success in the source's health,
+counts a failure by kind, and hands on whatever answer there is, so that one source's
+failure costs only its own series:
+
+- NVML down: device metrics go; the kubelet's allocations are mapped onto the devices
+  NVML listed last, so attribution and the engines' useful work flow on, and the waste
+  ledger's totals stand, nothing charged;
+- the kubelet down: its last allocations stand in for `keep_last` seconds, then
+  attribution and engines pause; device metrics flow on;
+- the API server away: the watch's last view, marked stale;
+- an engine down: its series hold their values (`exporter.accounting.useful_work`).
+
+Before NVML has answered once there are no devices to map allocations onto, so the
+join and the engines wait for it.
 """
 
 from __future__ import annotations
@@ -14,83 +23,112 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import structlog
 
 from exporter.accounting.cost import hourly_costs
+from exporter.accounting.useful_work import WorkLedger
 from exporter.accounting.waste import WasteLedger
-from exporter.join.attributor import AttributionResult, Attributor
+from exporter.errors import ErrorKind, SourceError
+from exporter.join.attribution import attribute, gpu_pids, holders_only
+from exporter.join.tenancy import TenantRule
 from exporter.model import (
     Attribution,
     ClusterView,
     CollectorHealth,
+    EngineReading,
+    KubeletDevices,
     NodeSnapshot,
     NvmlReading,
     PodWork,
     StateLedger,
 )
-from exporter.sources.engines.source import EngineSource
-from exporter.sources.nvml.reader import NvmlDownError, NvmlReader
+from exporter.sources.engines.scraper import EngineTarget, targets_for
+from exporter.sources.nvml.source import NvmlSource
+from exporter.sources.source import Source
 
 log = structlog.get_logger(component="exporter.collection")
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 NVML = "nvml"
 PODRESOURCES = "podresources"
+PROCESSES = "processes"
 KUBERNETES = "kubernetes"
 ENGINES = "engines"
-INITIAL_BACKOFF_SECONDS = 1.0
-MAX_BACKOFF_SECONDS = 60.0
+JOIN = "join"  # not a source: the `collector` of a failure of the join itself (a bug)
+
+PodKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """What one node reads from. NVML always; the rest where attribution is on."""
+
+    nvml: NvmlSource
+    kubelet: Source[None, KubeletDevices] | None = None
+    processes: Source[Iterable[int], Mapping[int, str]] | None = None
+    cluster: Source[None, ClusterView] | None = None
+    engines: Source[Sequence[EngineTarget], Mapping[PodKey, EngineReading | None]] | None = None
+
+    def all(self) -> tuple[Source[Any, Any], ...]:
+        return tuple(
+            s
+            for s in (self.nvml, self.kubelet, self.processes, self.cluster, self.engines)
+            if s is not None
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer(Generic[T]):
+    value: T
+    fresh: bool  # read this collection; else the source's last answer, standing in
+    at: float  # monotonic time of the read that gave it
+
+
+def fresh(answer: _Answer[Any] | None) -> bool:
+    return answer is not None and answer.fresh
 
 
 class Collection:
-    """Owns the NVML reader's thread and lifecycle; publishes one snapshot per cycle."""
+    """Owns the sources' lifecycle; publishes one snapshot per collection."""
 
     def __init__(
         self,
-        reader: NvmlReader,
+        sources: Sources,
         *,
         node: str,
         publish: Callable[[NodeSnapshot], Awaitable[None] | None],
-        timeout: float,
-        attributor: Attributor | None = None,
+        rules: Sequence[TenantRule] = (),
         ledger: WasteLedger | None = None,
-        engines: EngineSource | None = None,
-        cluster: Callable[[], ClusterView | None] = lambda: None,
-        cluster_errors: Callable[[], Counter[str]] = Counter,
+        work: WorkLedger | None = None,
         prices: Sequence[tuple[str, float]] = (),
         monotonic: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self._reader = reader
-        self._attributor = attributor
-        self._ledger = ledger
-        self._engines = engines
-        self._engines_health: CollectorHealth | None = None
-        self._cluster = cluster
-        self._cluster_errors = cluster_errors
-        self._prices = tuple(prices)
+        self._sources = sources
         self._node = node
         self._publish = publish
-        self._timeout = timeout
+        self._rules = tuple(rules)
+        self._ledger = ledger
+        self._work = work if work is not None else WorkLedger()
+        self._prices = tuple(prices)
         self._monotonic = monotonic
         self._wall_clock = wall_clock
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nvml")
-        self._in_flight: Future[Any] | None = None
-        self._nvml_up = False
-        self._next_start_attempt = 0.0
-        self._backoff = INITIAL_BACKOFF_SECONDS
-        self._errors: Counter[str] = Counter()  # kinds this loop sees itself
-        self._reader_errors: Counter[str] = Counter()  # copied from the reader between reads
-        self._reader_dropped: Counter[str] = Counter()
-        self._attributed: AttributionResult | None = None  # the last one, for its counters
-        self._last_success: float | None = None
+        self._last: dict[str, _Answer[Any]] = {}  # source -> its last good answer
+        self._health: dict[str, CollectorHealth] = {}
+        self._last_success: dict[str, float] = {}  # source -> unix time
+        self._errors: Counter[tuple[str, str]] = Counter()  # what the wrapper counted
         self._closed = False
         self.collections = 0
+
+    @property
+    def sources(self) -> Sources:
+        return self._sources
 
     @property
     def ready(self) -> bool:
@@ -108,24 +146,29 @@ class Collection:
                     await asyncio.wait_for(stop.wait(), remaining)
 
     async def collect_once(self) -> NodeSnapshot:
+        sources = self._sources
         started = self._monotonic()
-        reading = await self._read_nvml()
-        duration = self._monotonic() - started
-        if reading is not None:
-            self._last_success = self._wall_clock()
-        cluster = self._cluster()
-        attributed = await self._attribute(reading, cluster)
-        work: tuple[PodWork, ...] = ()
-        ledger = None
-        attribution = attributed.attribution if attributed is not None else None
-        if reading is not None and attribution is not None:
-            work = await self._scrape_engines(attribution, cluster)
-            if self._ledger is not None:
-                worked = {(w.namespace, w.pod): w.worked for w in work if w.up}
-                ledger = self._ledger.update(reading, attribution, started, worked)
-        snapshot = self._snapshot(reading, CollectorHealth(reading is not None, duration,
-                                                           self._last_success),
-                                  attributed, cluster, ledger, work)  # fmt: skip
+        nvml = await self._read(sources.nvml, None)
+        cluster = await self._read(sources.cluster, None)
+        kubelet = await self._read(sources.kubelet, None)
+        view = cluster.value if cluster is not None else None
+        attribution = await self._join(nvml, kubelet, view)
+        work = await self._useful_work(attribution, view)
+        reading = nvml.value if nvml is not None and nvml.fresh else None
+        ledger = self._account(reading, attribution, work, started)
+        snapshot = NodeSnapshot(
+            node=self._node,
+            nvml_up=sources.nvml.up,
+            nvml=reading,
+            collectors=dict(self._health),
+            errors_total=self._error_totals(),
+            dropped_series_total=self._dropped_totals(),
+            attribution=attribution,
+            ledger=ledger,
+            metadata_stale=view is not None and (view.stale or not fresh(cluster)),
+            work=work,
+            device_hourly_cost=hourly_costs(reading, self._prices) if reading else {},
+        )
         published = self._publish(snapshot)
         if published is not None:
             await published  # the exposition renders in a thread of its own
@@ -133,137 +176,121 @@ class Collection:
         return snapshot
 
     async def close(self) -> None:
-        """Shuts NVML down, waiting at most one timeout for a hung call. Idempotent."""
+        """Closes every source, each waiting at most its timeout. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        if self._in_flight is None or self._in_flight.done():
-            await self._in_worker(self._reader.stop)
-            if self._attributor is not None:
-                await self._in_worker(self._attributor.close)
-        if self._engines is not None:
-            await self._engines.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for source in self._sources.all():
+            try:
+                await source.close()
+            except Exception:  # one source's clean-up must not keep the others open
+                log.exception("closing a source failed", collector=source.name)
 
-    async def _read_nvml(self) -> NvmlReading | None:
-        if self._in_flight is not None and not self._in_flight.done():
-            self._errors["still_running"] += 1
-            log.warning("previous NVML collection still running; skipping this one")
+    # -- the one wrapper every source is read through
+
+    async def _read(self, source: Source[A, T] | None, ask: A) -> _Answer[T] | None:
+        """The source's answer, or its last one while it may stand in; None if neither."""
+        if source is None:
             return None
-        if not self._nvml_up and not await self._try_start():
+        name, started = source.name, self._monotonic()
+        try:
+            value = await source.read(ask)
+        except SourceError as error:
+            if error.kind is not None:
+                self._errors[(name, error.kind)] += 1
+            log.debug("source failed", collector=name, kind=error.kind, error=str(error))
+        except Exception:  # a bug in one source must not cost the others
+            self._errors[(name, ErrorKind.INTERNAL)] += 1
+            log.exception("source failed", collector=name)
+        else:
+            answer = _Answer(value, fresh=True, at=started)
+            self._last[name] = answer
+            self._record(name, source.complete, started)
+            return answer
+        self._record(name, False, started)
+        return self._stand_in(source, started)
+
+    def _record(self, name: str, success: bool, started: float) -> None:
+        if success:
+            self._last_success[name] = self._wall_clock()
+        self._health[name] = CollectorHealth(
+            success, self._monotonic() - started, self._last_success.get(name)
+        )
+
+    def _stand_in(self, source: Source[Any, T], now: float) -> _Answer[T] | None:
+        last = self._last.get(source.name)
+        if last is None:
+            return None
+        if now - last.at > source.keep_last:
+            log.warning("last answer too old to stand in; going without it",
+                        collector=source.name, age_seconds=round(now - last.at))  # fmt: skip
+            del self._last[source.name]
+            return None
+        return _Answer(last.value, fresh=False, at=last.at)
+
+    # -- the join and the accounting
+
+    async def _join(
+        self,
+        nvml: _Answer[NvmlReading] | None,
+        kubelet: _Answer[KubeletDevices] | None,
+        cluster: ClusterView | None,
+    ) -> Attribution | None:
+        if nvml is None or kubelet is None:
             return None
         try:
-            return await self._in_worker(self._reader.read)
-        except NvmlDownError as error:
-            self._errors["nvml_down"] += 1
-            log.error("NVML went away; will initialize again", error=str(error))
-            self._nvml_up = False
-            await self._in_worker(self._reader.stop)
-            self._next_start_attempt = self._monotonic()  # first retry at the next cycle
-        except TimeoutError:
-            self._errors["timeout"] += 1
-            log.error("NVML collection timed out", timeout_seconds=self._timeout)
-        except Exception:  # a bug in the reader must not stop the exporter
-            self._errors["internal"] += 1
-            log.exception("NVML collection failed")
-        finally:
-            self._copy_reader_counters()
-        return None
-
-    async def _attribute(
-        self, reading: NvmlReading | None, cluster: ClusterView | None
-    ) -> AttributionResult | None:
-        """Attribution for this reading; None without a reading or an attributor."""
-        attributor = self._attributor
-        if attributor is None or reading is None:
-            return None
-        try:
-            result = await self._in_worker(lambda: attributor.collect(reading, cluster))
-        except TimeoutError:
-            self._errors["attribution_timeout"] += 1
-            log.error("attribution timed out", timeout_seconds=self._timeout)
-            return None
+            if not nvml.fresh:
+                return holders_only(nvml.value, kubelet.value, cluster, self._rules)
+            pids = await self._read(self._sources.processes, gpu_pids(nvml.value))
+            pid_pods = pids.value if pids is not None and pids.fresh else {}
+            return attribute(nvml.value, kubelet.value, cluster, self._rules, pid_pods)
         except Exception:  # a bug in the join must not cost the device metrics
-            self._errors["attribution_internal"] += 1
-            log.exception("attribution failed")
+            self._errors[(JOIN, ErrorKind.INTERNAL)] += 1
+            log.exception("the join failed")
             return None
-        self._attributed = result
-        return result
 
-    async def _scrape_engines(
-        self, attribution: Attribution, cluster: ClusterView | None
+    async def _useful_work(
+        self, attribution: Attribution | None, cluster: ClusterView | None
     ) -> tuple[PodWork, ...]:
-        if self._engines is None:
+        if attribution is None or self._sources.engines is None:
             return ()
-        try:
-            work, self._engines_health = await self._engines.collect(attribution, cluster)
-        except Exception:  # a bug in the engine side must not cost the device metrics
-            self._errors["engines_internal"] += 1
-            log.exception("engine scraping failed")
+        pods = cluster.pods if cluster is not None else {}
+        tenants = {(a.namespace, a.pod): a.tenant for a in attribution.allocations}
+        scraped = await self._read(self._sources.engines, targets_for(pods, tenants))
+        if scraped is None:
             return ()
-        return work
+        readings = scraped.value
+        holders = ((key, tenants[key], pods[key].start_time) for key in readings)
+        return self._work.update(holders, readings, self._wall_clock())
 
-    async def _try_start(self) -> bool:
-        now = self._monotonic()
-        if now < self._next_start_attempt:
-            return False
-        try:
-            await self._in_worker(self._reader.start)
-        except (NvmlDownError, TimeoutError) as error:
-            self._errors["nvml_init"] += 1
-            self._next_start_attempt = now + self._backoff
-            log.error("cannot initialize NVML", error=str(error) or "timed out",
-                      retry_in_seconds=self._backoff)  # fmt: skip
-            self._backoff = min(self._backoff * 2, MAX_BACKOFF_SECONDS)
-            return False
-        self._nvml_up = True
-        self._backoff = INITIAL_BACKOFF_SECONDS
-        return True
-
-    async def _in_worker(self, fn: Callable[[], T]) -> T:
-        future = self._executor.submit(fn)
-        self._in_flight = future
-        return await asyncio.wait_for(asyncio.wrap_future(future), self._timeout)
-
-    def _copy_reader_counters(self) -> None:
-        # Only while no read runs: the worker thread owns the reader's counters.
-        if self._in_flight is None or self._in_flight.done():
-            self._reader_errors = Counter(self._reader.errors)
-            self._reader_dropped = Counter(self._reader.dropped_series)
-
-    def _snapshot(
+    def _account(
         self,
         reading: NvmlReading | None,
-        health: CollectorHealth,
-        attributed: AttributionResult | None,
-        cluster: ClusterView | None,
-        ledger: StateLedger | None,
+        attribution: Attribution | None,
         work: tuple[PodWork, ...],
-    ) -> NodeSnapshot:
-        errors = {(NVML, kind): n for kind, n in (self._reader_errors + self._errors).items()}
-        collectors = {NVML: health}
-        dropped = Counter(self._reader_dropped)
-        if self._attributed is not None:
-            collectors[PODRESOURCES] = self._attributed.kubelet
-            errors |= self._attributed.errors
-            dropped.update(self._attributed.dropped_series)
-        errors |= {(KUBERNETES, kind): n for kind, n in self._cluster_errors().items()}
-        if self._engines is not None:
-            if self._engines_health is not None:
-                collectors[ENGINES] = self._engines_health
-            errors |= {(ENGINES, kind): n for kind, n in self._engines.errors.items()}
-            if self._engines.dropped_series:
-                dropped["engine_series_cap"] += self._engines.dropped_series
-        return NodeSnapshot(
-            node=self._node,
-            nvml_up=self._nvml_up,
-            nvml=reading,
-            collectors=collectors,
-            errors_total=errors,
-            dropped_series_total=dict(dropped),
-            attribution=attributed.attribution if attributed else None,
-            ledger=ledger,
-            metadata_stale=cluster is not None and cluster.stale,
-            work=work,
-            device_hourly_cost=hourly_costs(reading, self._prices) if reading else {},
-        )
+        now: float,
+    ) -> StateLedger | None:
+        if self._ledger is None or attribution is None:
+            return None
+        if reading is None:
+            return self._ledger.held()
+        worked = {(w.namespace, w.pod): w.worked for w in work if w.up}
+        return self._ledger.update(reading, attribution, now, worked)
+
+    # -- what the snapshot says of the exporter itself
+
+    def _error_totals(self) -> dict[tuple[str, str], int]:
+        totals = Counter(self._errors)
+        for source in self._sources.all():
+            totals.update({(source.name, kind): n for kind, n in source.errors.items()})
+        if self._sources.engines is not None:
+            totals.update({(ENGINES, kind): n for kind, n in self._work.errors.items()})
+        return dict(totals)
+
+    def _dropped_totals(self) -> dict[str, int]:
+        dropped: Counter[str] = Counter()
+        for source in self._sources.all():
+            dropped.update(source.dropped_series)
+        if self._work.dropped_series:
+            dropped["engine_series_cap"] += self._work.dropped_series
+        return dict(dropped)

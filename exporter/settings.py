@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from exporter.errors import GpuworkError
 from exporter.join.tenancy import DEFAULT_TENANT_RULES, TenantRule, parse_tenant_rules
 from exporter.sources.podresources.client import DEFAULT_RESOURCES, DEFAULT_SOCKET_PATH
 
@@ -241,7 +242,7 @@ FLAGS: Sequence[Flag] = (
 )
 
 
-class SettingsError(ValueError):
+class SettingsError(GpuworkError, ValueError):
     """One line for the user: which flag, what was given, what is allowed."""
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from types import MappingProxyType
 
+from exporter.errors import GpuworkError
 from exporter.model import ClusterView, ContainerDevices, KubeletDevices, NamespaceMeta, PodMeta
 from exporter.sources.engines.catalog import ENGINES
 from simulator.hardware import GPU_INSTANCE_IDS, GPU_MODELS, MIB, GpuModel, profile_slices
@@ -550,7 +551,7 @@ LAST_POD_BLOCK = 0xFFFF  # 127.255.255.0
 POD_BLOCK_TRIES = 16  # random blocks tried before a taken one is kept
 
 
-class PodAddressError(OSError):
+class PodAddressError(GpuworkError, OSError):
     """A simulated pod's address cannot be listened on; the message names it."""
 
 

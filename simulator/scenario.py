@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from exporter.errors import GpuworkError
 from simulator.hardware import GPU_MODELS, profile_slices
 from simulator.loads import LoadProfile
 
@@ -39,7 +40,7 @@ class BodyFault(StrEnum):
     HTML_200 = "html_200"  # an HTML error page with status 200
 
 
-class ScenarioError(ValueError):
+class ScenarioError(GpuworkError, ValueError):
     """A scenario that cannot be loaded; the message says where and why."""
 
 

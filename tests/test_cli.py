@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -21,12 +22,9 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import __version__
-from exporter.cli import ListenError, _start_engines, gpu_prices, main, nvml_library, parse_args
+from exporter.cli import load_simulation, main, parse_args
+from exporter.node import real_node
 from exporter.settings import FLAGS, load_settings
-from simulator.engines import SimulatedEngines
-from simulator.node import SimulatedNode
-from simulator.nvml import SimulatedNvml
-from simulator.scenario import load_scenario
 from tests.support.paths import REPO
 
 SCENARIOS = REPO / "simulator" / "scenarios"
@@ -176,82 +174,30 @@ def test_help_names_every_flag_and_its_environment_variable(
         assert f"[{flag.env}]" in text
 
 
-# -- node name ---------------------------------------------------------------------------------
+# -- the product without the simulator -------------------------------------------------------
 
 
-def nvml_and_node(argv: list[str], environ: dict[str, str] | None = None) -> tuple[object, str]:
-    return nvml_library(load_settings(parse_args(argv), environ or {}))
-
-
-def test_a_simulated_node_is_named_after_its_scenario() -> None:
-    nvml, node = nvml_and_node(["--simulate", "small"])
-
-    assert isinstance(nvml, SimulatedNvml)
-    assert nvml.node.scenario.name == "small"
-    assert node == "sim-small"
-
-
-def test_node_name_overrides_the_scenarios_node_name() -> None:
-    _, node = nvml_and_node(["--simulate", "small", "--node.name", "foo"])
-
-    assert node == "foo"
-
-
-def test_node_name_from_the_environment_overrides_the_scenarios_node_name() -> None:
-    _, node = nvml_and_node(["--simulate", "mixed"], {"GPUWORK_NODE_NAME": "bar"})
-
-    assert node == "bar"
-
-
-# -- prices -------------------------------------------------------------------------------------
-
-
-def prices_of(argv: list[str], environ: dict[str, str] | None = None) -> object:
-    settings = load_settings(parse_args(argv), environ or {})
-    nvml, _ = nvml_library(settings)
-    return gpu_prices(settings, nvml)
-
-
-def test_a_simulated_node_is_priced_by_its_scenario() -> None:
-    assert prices_of(["--simulate", "dense-h100"]) == (("*H100*", 4.10),)
-    mixed = dict(load_scenario("mixed").gpu_hourly_cost)
-    assert prices_of(["--simulate", "mixed"]) == tuple(mixed.items())
-    assert set(mixed) >= {"*H100*", "*H200*", "*L4*"}
-
-
-def test_the_price_flag_or_variable_wins_over_the_scenario() -> None:
-    assert prices_of(["--simulate", "small", "--cost.gpu-hourly", "*H100*=2.5"]) == (
-        ("*H100*", 2.5),
+def test_no_module_of_the_product_imports_the_simulator() -> None:
+    # In a fresh interpreter: every module of exporter/, and no module of simulator/ with it.
+    code = (
+        "import pkgutil, importlib, sys, exporter\n"
+        "for m in pkgutil.walk_packages(exporter.__path__, 'exporter.'):\n"
+        "    if m.name != 'exporter.__main__':  # that one runs the exporter\n"
+        "        importlib.import_module(m.name)\n"
+        "print(sorted(n for n in sys.modules if n.split('.')[0] == 'simulator'))\n"
     )
-    given = {"GPUWORK_COST_GPU_HOURLY": "*=1"}
-    assert prices_of(["--simulate", "small"], given) == (("*", 1.0),)
-    assert prices_of(["--simulate", "small", "--cost.gpu-hourly", ""]) == ()  # priced off
-    assert prices_of(["--node.name", "gpu-7"]) == ()  # a real node: only the flag prices
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=REPO, timeout=60)  # fmt: skip
+    assert done.stdout.strip() == "[]"
 
 
-# -- listen errors ------------------------------------------------------------------------------
-
-
-async def test_a_taken_engine_address_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    node = SimulatedNode(load_scenario("small"), clock=lambda: 0.0, pod_block=0x7B2D)
-    engines = SimulatedEngines(node, poll_seconds=0)
-    ip, port, _ = engines.addresses[("search", "search-1")]
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
-        taken.bind((ip, port))
-        taken.listen()
-        with pytest.raises(ListenError) as raised:
-            await _start_engines(engines)
-    assert str(raised.value) == (
-        f"simulated engine search/search-1: cannot listen on {ip}:{port}: Address already in use"
-    )
-    assert not any(engines.listening(*key) for key in engines.addresses)  # all let go
-
-
-def test_without_simulate_the_real_pynvml_is_used_and_no_call_is_made() -> None:
-    nvml, node = nvml_and_node(["--node.name", "gpu-7"])
-
-    assert nvml is pynvml
-    assert node == "gpu-7"
+async def test_a_real_node_reads_the_real_pynvml_and_is_priced_by_the_flag_alone() -> None:
+    settings = load_settings(parse_args(["--node.name", "gpu-7"]), {})
+    assert load_simulation(settings) is None
+    async with real_node(settings, asyncio.Event()) as node:
+        assert node.nvml is pynvml and node.name == "gpu-7"
+        assert node.gpu_prices == ()
+        assert node.cluster is None  # not in a pod, no --kubernetes.api-url
 
 
 # -- the real process --------------------------------------------------------------------------
@@ -315,7 +261,8 @@ def test_the_exporter_serves_a_simulated_node_and_stops_on_sigterm() -> None:
                         ("search-1", "search", 1.0)}  # fmt: skip
         success = {s.labels["collector"]: s.value
                    for s in families["gpuwork_collector_success"].samples}  # fmt: skip
-        assert success == {"nvml": 1.0, "podresources": 1.0, "engines": 1.0}
+        assert success == {"nvml": 1.0, "podresources": 1.0, "processes": 1.0,
+                           "kubernetes": 1.0, "engines": 1.0}  # fmt: skip
         # the scenario's prices, no flag given: each device at its GPU fraction of $4.10
         fractions = {s.labels["device"]: s.value
                      for s in families["gpuwork_device_gpu_fraction"].samples}  # fmt: skip

@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+import time
+import tracemalloc
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
-from exporter.collection import NVML, Collection
-from exporter.model import NodeSnapshot, NvmlReading
+from exporter.accounting.waste import WasteLedger
+from exporter.collection import NVML, Collection, Sources
+from exporter.exposition.families import build_families
+from exporter.join.tenancy import DEFAULT_TENANT_RULES, parse_tenant_rules
+from exporter.model import ContainerDevices, KubeletDevices, NodeSnapshot, NvmlReading
+from exporter.sources.kubernetes.source import ClusterSource
 from exporter.sources.nvml.reader import NvmlReader
-from simulator.scenario import Scenario
+from exporter.sources.nvml.source import NvmlSource
+from exporter.sources.podresources.client import PodResourcesClient
+from exporter.sources.podresources.source import PodResourcesSource
+from exporter.sources.processes import ProcessPods, ProcessSource
+from simulator.kubelet import FakeKubelet
+from simulator.scenario import Scenario, load_scenario
+from tests.support.exporter_run import exporter_on_mixed
 from tests.support.sim import Sim, make_sim, scenario_from
 
 
@@ -23,9 +39,14 @@ class Published:
         self.snapshots.append(snapshot)
 
 
+def nvml_only(reader: NvmlReader, timeout: float = 2.0, sim: Sim | None = None) -> Sources:
+    monotonic = sim.clock if sim is not None else time.monotonic
+    return Sources(NvmlSource(reader, timeout=timeout, monotonic=monotonic))
+
+
 def collection_for(sim: Sim, published: Published, timeout: float = 2.0) -> Collection:
     # The simulated node's clock doubles as the loop's monotonic clock.
-    return Collection(sim.reader, node="n1", publish=published, timeout=timeout,
+    return Collection(nvml_only(sim.reader, timeout, sim), node="n1", publish=published,
                       monotonic=sim.clock, wall_clock=lambda: 1_700_000_000.0)  # fmt: skip
 
 
@@ -59,7 +80,7 @@ async def test_run_collects_until_stopped() -> None:
         if len(published.snapshots) == 3:
             three.set()
 
-    collection = Collection(sim.reader, node="n1", publish=publish, timeout=2.0)
+    collection = Collection(nvml_only(sim.reader), node="n1", publish=publish)
     stop = asyncio.Event()
     task = asyncio.create_task(collection.run(0.01, stop))
     await asyncio.wait_for(three.wait(), 5.0)
@@ -129,7 +150,7 @@ class BlockingReader(NvmlReader):
 async def test_a_hung_read_times_out_and_is_not_piled_up() -> None:
     sim, published = make_sim("small"), Published()
     reader = BlockingReader(sim.nvml)
-    collection = Collection(reader, node="n1", publish=published, timeout=0.05)
+    collection = Collection(nvml_only(reader, timeout=0.05), node="n1", publish=published)
     timed_out = await collection.collect_once()
     assert timed_out.nvml is None and not timed_out.collectors[NVML].success
     assert timed_out.errors_total[(NVML, "timeout")] == 1
@@ -173,3 +194,227 @@ async def test_reader_error_counts_reach_the_snapshot() -> None:
     snapshot = await collection.collect_once()
     assert snapshot.errors_total == {(NVML, "gpu_lost"): 1}
     await collection.close()
+
+
+# -- the kubelet's last answer standing in, and churn through the whole loop ----------
+
+
+KEEP_LAST = 60.0
+
+
+class Node:
+    """The `small` node, a fake kubelet that answers what `answer` holds, and the loop
+    reading NVML, the kubelet and /proc."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.sim: Sim = make_sim("small")
+        self.answer = self.sim.node.kubelet_devices(self.sim.clock())
+        self.kubelet = FakeKubelet(str(tmp_path / "kubelet.sock"), lambda: self.answer)
+        self.kubelet.start()
+        client = PodResourcesClient(self.kubelet.socket_path, timeout=1.0,
+                                    monotonic=self.sim.clock)  # fmt: skip
+        sources = Sources(
+            NvmlSource(self.sim.reader, timeout=5.0, monotonic=self.sim.clock),
+            kubelet=PodResourcesSource(client, timeout=5.0, keep_last=KEEP_LAST),
+            processes=ProcessSource(ProcessPods(str(tmp_path / "no-proc")), timeout=5.0),
+            cluster=ClusterSource(self.sim.node.cluster_view),
+        )
+        self.collection = Collection(
+            sources, node="n", publish=lambda _: None,
+            rules=parse_tenant_rules(DEFAULT_TENANT_RULES),
+            ledger=WasteLedger(window=60.0, busy_threshold=0.05, max_step=30.0),
+            monotonic=self.sim.clock,
+        )  # fmt: skip
+
+    async def collect(self, advance: float = 10.0) -> NodeSnapshot:
+        self.sim.clock.advance(advance)
+        return await self.collection.collect_once()
+
+    async def close(self) -> None:
+        await self.collection.close()
+        self.kubelet.stop()
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[Node]:
+    node = Node(tmp_path)
+    yield node
+    await node.close()
+
+
+def series(snapshot: NodeSnapshot, prefix: str = "gpuwork_device_") -> set[tuple[str, ...]]:
+    """Every sample of the attribution families, as (name, label values...)."""
+    names = ("allocation", "state", "state_seconds", "state_signal")
+    return {
+        (s.name, *s.labels.values())
+        for f in build_families(snapshot)
+        if f.name in {prefix + n for n in names}
+        for s in f.samples
+    }
+
+
+async def test_a_kubelet_outage_keeps_the_last_allocations_for_a_while(node: Node) -> None:
+    first = await node.collect()
+    assert first.attribution is not None and first.attribution.allocations
+    assert first.collectors["podresources"].success
+
+    node.kubelet.fail_with = grpc.StatusCode.UNAVAILABLE
+    during = await node.collect()
+    assert not during.collectors["podresources"].success
+    assert during.attribution is not None
+    assert during.attribution.allocations == first.attribution.allocations
+    assert during.errors_total[("podresources", "unavailable")] == 1
+
+    await node.collect(advance=KEEP_LAST)  # past keep_last since the last answer
+    too_old = await node.collect()
+    assert too_old.attribution is None and too_old.ledger is None
+    assert series(too_old) == set()  # no allocation is better than a wrong one
+
+    node.kubelet.fail_with = None
+    node.sim.clock.advance(60.0)  # past the client's backoff
+    back = await node.collect()
+    assert back.collectors["podresources"].success
+    assert back.attribution is not None
+    assert back.attribution.allocations == first.attribution.allocations
+
+
+async def test_a_missing_socket_leaves_device_metrics_alone(node: Node) -> None:
+    node.kubelet.stop()
+    snapshot = await node.collect()
+    assert snapshot.attribution is None
+    assert snapshot.errors_total[("podresources", "socket_missing")] == 1
+    assert {f.name for f in build_families(snapshot)} >= {"gpuwork_device_info"}
+    assert [s for f in build_families(snapshot) if f.name == "gpuwork_device_info"
+            for s in f.samples]  # fmt: skip
+
+
+async def test_thousands_of_pods_come_and_go_and_leave_no_series_and_no_memory_behind(
+    node: Node,
+) -> None:
+    devices = node.answer.allocatable["nvidia.com/gpu"]
+
+    async def generation(number: int) -> set[tuple[str, ...]]:
+        node.answer = KubeletDevices(
+            tuple(
+                ContainerDevices(f"ns-{number % 7}", f"pod-{number}-{i}", "main",
+                                 "nvidia.com/gpu", (device,))
+                for i, device in enumerate(devices)
+            ),
+            node.answer.allocatable,
+        )  # fmt: skip
+        return series(await node.collect())
+
+    first = await generation(0)
+    for number in range(1, 200):  # warm up: caches, interned strings, gRPC buffers
+        await generation(number)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for number in range(200, 2200):
+        last = await generation(number)
+    gc.collect()
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+
+    assert len(last) == len(first)  # the same number of series, whatever the churn
+    pods = {value for sample in last for value in sample if value.startswith("pod-")}
+    assert pods == {f"pod-2199-{i}" for i in range(len(devices))}
+    assert grown < 256 * 1024, f"{grown} bytes more after 2,000 generations of pods"
+
+
+# -- one source failing alone costs only its own series ------------------------------
+
+
+def with_fault(fault: dict[str, Any]) -> Scenario:
+    """The `mixed` node with one more fault."""
+    mixed = load_scenario("mixed")
+    data = mixed.model_dump(mode="json", exclude_unset=True, by_alias=True)
+    return scenario_from({**data, "faults": [*data.get("faults", []), fault]})
+
+
+def sampled(snapshot: NodeSnapshot) -> set[str]:
+    """The families that have at least one sample."""
+    return {f.name for f in build_families(snapshot) if f.samples}
+
+
+DEVICE = "gpuwork_device_info"
+ALLOCATION = "gpuwork_device_allocation"
+TOKENS = "gpuwork_tokens"
+ENGINE_UP = "gpuwork_engine_up"
+STATE_SECONDS = "gpuwork_device_state_seconds"
+EVERY_SOURCE = {DEVICE, ALLOCATION, TOKENS, ENGINE_UP, STATE_SECONDS}
+
+
+async def test_nvml_down_leaves_attribution_and_engines_flowing(tmp_path: Path) -> None:
+    # the driver unloaded for 60 s, as the issue tried it by hand
+    outage = with_fault({"kind": "driver_not_loaded", "at": 200, "until": 260})
+    async with exporter_on_mixed(tmp_path, scenario=outage) as run:
+        before = await run.collect(20)  # to t=201: just into the outage
+        down = await run.collect(3)
+        assert before.nvml is None and down.nvml is None and not down.nvml_up
+        assert not down.collectors[NVML].success
+        assert sampled(down) >= EVERY_SOURCE - {DEVICE}
+        assert DEVICE not in sampled(down)
+        assert down.collectors["podresources"].success and down.collectors["engines"].success
+        # what holds which device is still known; what it did is not judged
+        assert down.attribution is not None and down.attribution.allocations
+        assert down.attribution.signals == {} and down.ledger is not None
+        assert down.ledger.device_states == {}
+        assert before.ledger is not None and down.ledger.seconds == before.ledger.seconds
+        tokens = sum(c for w in down.work for m in w.models for c in m.counters.values())
+        later = await run.collect(2)
+        assert sum(c for w in later.work for m in w.models for c in m.counters.values()) > tokens
+        back = await run.collect(5)  # t=311: NVML initialized again
+        assert back.nvml_up and back.nvml is not None and sampled(back) >= EVERY_SOURCE
+        assert back.ledger is not None and back.ledger.device_states
+
+
+async def test_the_kubelet_down_leaves_devices_and_engines_flowing(tmp_path: Path) -> None:
+    async with exporter_on_mixed(tmp_path) as run:
+        await run.collect(2)
+        run.kubelet.fail_with = grpc.StatusCode.UNAVAILABLE
+        down = await run.collect(2)
+        assert not down.collectors["podresources"].success
+        assert down.errors_total[("podresources", "unavailable")] >= 1
+        assert sampled(down) >= EVERY_SOURCE  # its last allocations stand in
+
+
+async def test_proc_failing_leaves_the_rest_flowing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: ProcessPods, pids: Any) -> dict[int, str]:
+        raise RuntimeError("a bug reading /proc")
+
+    async with exporter_on_mixed(tmp_path) as run:
+        await run.collect(2)
+        monkeypatch.setattr(ProcessPods, "pod_uids", broken)
+        down = await run.collect(2)
+        assert not down.collectors["processes"].success
+        assert down.errors_total[("processes", "internal")] == 3
+        assert sampled(down) >= EVERY_SOURCE
+
+
+async def test_the_api_server_view_failing_leaves_the_rest_flowing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken() -> None:
+        raise RuntimeError("a bug in the watch")
+
+    async with exporter_on_mixed(tmp_path) as run:
+        await run.collect(2)
+        monkeypatch.setattr(run.sim.node, "cluster_view", broken)
+        down = await run.collect(2)
+        assert not down.collectors["kubernetes"].success and down.metadata_stale
+        assert down.errors_total[("kubernetes", "internal")] == 3
+        assert sampled(down) >= EVERY_SOURCE  # the last view stands in
+
+
+async def test_every_engine_down_leaves_the_rest_flowing(tmp_path: Path) -> None:
+    async with exporter_on_mixed(tmp_path) as run:
+        up = await run.collect(2)
+        await run.engines.stop()
+        down = await run.collect(1)
+        assert not down.collectors["engines"].success
+        assert all(not w.up for w in down.work)
+        assert sampled(down) >= EVERY_SOURCE  # the tokens hold their values
+        assert {w.pod for w in down.work} == {w.pod for w in up.work}

@@ -21,7 +21,8 @@ outage is not charged to whatever state follows it.
 
 Holders and devices that are gone lose their series at the next update; every state of
 a live holder is kept from its first update on, at zero, so that `increase()` sees a
-series start at 0 rather than missing its first increment.
+series start at 0 rather than missing its first increment. While NVML is down nothing is
+charged, and the totals stand as they are (`held`).
 """
 
 from __future__ import annotations
@@ -105,6 +106,11 @@ class WasteLedger:
             self._charge(_key(nobody, DeviceState.UNALLOCATED), step * fraction * free)
         self._forget(live)
         return StateLedger(device_states=states, signals=signals, seconds=dict(self._seconds))
+
+    def held(self) -> StateLedger:
+        """The totals so far, while no state can be judged (NVML is down): no device's
+        state now, every counted second kept."""
+        return StateLedger(device_states={}, signals={}, seconds=dict(self._seconds))
 
     def _judge(self, holder: _Holder, holding: Holding, now: float, step: float) -> DeviceState:
         if holding.processes == 0:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 
 from exporter.join.device_ids import DeviceIndex
 from exporter.join.tenancy import TenantRule, resolve_tenant
@@ -102,6 +103,19 @@ def attribute(
                         processes, activity)
             )  # fmt: skip
     return Attribution(tuple(allocations), tuple(holdings), signals, host_pids, unmapped)
+
+
+def holders_only(
+    last_reading: NvmlReading,
+    kubelet: KubeletDevices,
+    cluster: ClusterView | None,
+    rules: Sequence[TenantRule],
+) -> Attribution:
+    """Who holds which device while NVML cannot answer: the kubelet's allocations mapped
+    onto the devices NVML listed last. Nothing NVML measured is used: no holder's
+    activity, no state signal, no word on host PIDs."""
+    joined = attribute(last_reading, kubelet, cluster, rules, {})
+    return replace(joined, holdings=(), signals={}, host_pids=None)
 
 
 def _advertised(index: DeviceIndex, allocatable: Iterable[tuple[str, ...]]) -> Counter[str]:

@@ -25,7 +25,10 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+
+from exporter.errors import ErrorKind
+from exporter.sources.worker import Worker
 
 MAX_CGROUP_BYTES = 64 * 1024  # a cgroup file is a few hundred bytes; never read more
 
@@ -82,7 +85,7 @@ class ProcessPods:
         uids: dict[int, str] = {}
         for pid in pids:
             if pid <= 0:
-                self.errors["invalid_pid"] += 1
+                self.errors[ErrorKind.INVALID_PID] += 1
                 continue
             text = self._read(pid)
             uid = pod_uid_from_cgroup(text) if text is not None else None
@@ -96,12 +99,42 @@ class ProcessPods:
             with open(path, "rb") as file:
                 data = file.read(MAX_CGROUP_BYTES)
         except (FileNotFoundError, ProcessLookupError):  # exited since NVML saw it
-            self.errors["missing"] += 1
+            self.errors[ErrorKind.MISSING] += 1
             return None
         except PermissionError:
-            self.errors["permission_denied"] += 1
+            self.errors[ErrorKind.PERMISSION_DENIED] += 1
             return None
         except OSError:
-            self.errors["unreadable"] += 1
+            self.errors[ErrorKind.UNREADABLE] += 1
             return None
         return data.decode("utf-8", errors="replace")
+
+
+class ProcessSource:
+    """`/proc` as a source: the pods of the PIDs NVML saw, read on a thread of its own."""
+
+    name = "processes"
+    keep_last = 0.0  # PIDs come and go: an old answer is no answer
+    complete = True  # a PID that cannot be read is counted in `errors`, the rest are read
+    dropped_series: Mapping[str, int] = {}
+
+    def __init__(self, pods: ProcessPods, *, timeout: float) -> None:
+        self._pods = pods
+        self._worker = Worker("processes", timeout)
+        self._errors: Counter[str] = Counter()
+
+    @property
+    def errors(self) -> Mapping[str, int]:
+        return self._errors
+
+    async def read(self, pids: Iterable[int], /) -> dict[int, str]:
+        return await self._worker.run(lambda: self._read(pids))
+
+    async def close(self) -> None:
+        await self._worker.close()
+
+    def _read(self, pids: Iterable[int]) -> dict[int, str]:
+        try:
+            return self._pods.pod_uids(pids)
+        finally:  # copied here, in the thread that owns the counters
+            self._errors = Counter(self._pods.errors)

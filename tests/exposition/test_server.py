@@ -22,11 +22,12 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.cli import build_exposition
-from exporter.collection import Collection
+from exporter.collection import Collection, Sources
 from exporter.exposition.bodies import Exposition
 from exporter.exposition.server import make_app
 from exporter.model import NodeSnapshot, NvmlReading
 from exporter.sources.nvml.reader import NvmlReader
+from exporter.sources.nvml.source import NvmlSource
 from tests.support.sim import Sim, make_sim
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
@@ -45,7 +46,8 @@ def collection_for(
     timeout: float = 5.0,
 ) -> Collection:
     # The simulated node's clock doubles as the loop's monotonic clock.
-    return Collection(reader or sim.reader, node="n1", publish=publish, timeout=timeout,
+    nvml = NvmlSource(reader or sim.reader, timeout=timeout, monotonic=sim.clock)
+    return Collection(Sources(nvml), node="n1", publish=publish,
                       monotonic=sim.clock, wall_clock=lambda: 1_700_000_000.0)  # fmt: skip
 
 

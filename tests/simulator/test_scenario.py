@@ -136,7 +136,7 @@ def test_unknown_name_lists_the_built_ins() -> None:
 
 @pytest.mark.parametrize("model", list(GPU_MODELS))
 def test_every_mig_profile_memory_rounds_back_to_its_name(model: str) -> None:
-    from exporter.sources.nvml.reader import mig_profile_name
+    from exporter.sources.nvml.library import mig_profile_name
     from simulator.hardware import profile_slices
 
     for profile, mib in GPU_MODELS[model].mig_profiles.items():

@@ -8,15 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exporter.accounting.waste import WasteLedger
-from exporter.collection import Collection
-from exporter.join.attributor import Attributor
+from exporter.collection import Collection, Sources
 from exporter.join.tenancy import DEFAULT_TENANT_RULES, parse_tenant_rules
 from exporter.model import NodeSnapshot
 from exporter.sources.engines.scraper import EngineScraper
 from exporter.sources.engines.source import EngineSource
+from exporter.sources.kubernetes.source import ClusterSource
 from exporter.sources.nvml.reader import NvmlReader
+from exporter.sources.nvml.source import NvmlSource
 from exporter.sources.podresources.client import PodResourcesClient
-from exporter.sources.processes import ProcessPods
+from exporter.sources.podresources.source import PodResourcesSource
+from exporter.sources.processes import ProcessPods, ProcessSource
 from simulator.engines import SimulatedEngines
 from simulator.kubelet import FakeKubelet
 from simulator.proc import write_proc_root
@@ -33,6 +35,7 @@ STEPS = 180  # 30 minutes: every load profile goes through its phases, one engin
 class Run:
     sim: Sim
     engines: SimulatedEngines
+    kubelet: FakeKubelet
     collection: Collection
     published: list[NodeSnapshot]
     times: list[float]
@@ -78,30 +81,26 @@ async def exporter_on_mixed(
     published: list[NodeSnapshot] = []
 
     def start_exporter() -> Collection:
-        attributor = Attributor(
-            PodResourcesClient(kubelet.socket_path, timeout=2.0, monotonic=sim.clock),
-            ProcessPods(str(tmp_path / "proc")),
-            parse_tenant_rules(DEFAULT_TENANT_RULES),
-            keep_last=300.0,
-            monotonic=sim.clock,
+        client = PodResourcesClient(kubelet.socket_path, timeout=2.0, monotonic=sim.clock)
+        sources = Sources(
+            NvmlSource(NvmlReader(sim.nvml), timeout=5.0, monotonic=sim.clock),
+            kubelet=PodResourcesSource(client, timeout=5.0, keep_last=300.0),
+            processes=ProcessSource(ProcessPods(str(tmp_path / "proc")), timeout=5.0),
+            cluster=ClusterSource(lambda: sim.node.cluster_view()),
+            engines=EngineSource(EngineScraper(timeout=2.0, max_bytes=8 << 20)),
         )
         return Collection(
-            NvmlReader(sim.nvml),
+            sources,
             node="sim-mixed",
             publish=published.append,
-            timeout=5.0,
-            attributor=attributor,
+            rules=parse_tenant_rules(DEFAULT_TENANT_RULES),
             ledger=WasteLedger(window=WINDOW, busy_threshold=THRESHOLD, max_step=3 * INTERVAL),
-            engines=EngineSource(
-                EngineScraper(timeout=2.0, max_bytes=8 << 20),
-                wall_clock=lambda: sim.node.wall_start + sim.clock(),
-            ),
-            cluster=sim.node.cluster_view,
             monotonic=sim.clock,
+            wall_clock=lambda: sim.node.wall_start + sim.clock(),
             prices=prices,
         )
 
-    run = Run(sim, engines, start_exporter(), published, [], start_exporter)
+    run = Run(sim, engines, kubelet, start_exporter(), published, [], start_exporter)
     try:
         yield run
     finally:

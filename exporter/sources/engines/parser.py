@@ -47,6 +47,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from exporter.errors import ErrorKind, GpuworkError
 from exporter.model import EngineReading, Histogram, ModelReading, Problem, SeriesKey
 from exporter.sources.engines.catalog import (
     ENGINES,
@@ -62,14 +63,14 @@ MAX_MODEL_CHARS = 128
 MAX_SERIES_CHARS = 256
 MAX_PROBLEMS = 64  # problems kept with their line; all are counted
 
-NOT_METRICS = "not_metrics"
-UNKNOWN_ENGINE = "unknown_engine"
-TRUNCATED = "truncated"
-INVALID_LINE = "invalid_line"
-INVALID_UTF8 = "invalid_utf8"
-INVALID_VALUE = "invalid_value"
-DUPLICATE_SERIES = "duplicate_series"
-TYPE_CONFLICT = "type_conflict"
+NOT_METRICS = ErrorKind.NOT_METRICS
+UNKNOWN_ENGINE = ErrorKind.UNKNOWN_ENGINE
+TRUNCATED = ErrorKind.TRUNCATED
+INVALID_LINE = ErrorKind.INVALID_LINE
+INVALID_UTF8 = ErrorKind.INVALID_UTF8
+INVALID_VALUE = ErrorKind.INVALID_VALUE
+DUPLICATE_SERIES = ErrorKind.DUPLICATE_SERIES
+TYPE_CONFLICT = ErrorKind.TYPE_CONFLICT
 
 _BOM = b"\xef\xbb\xbf"
 # What an exposition can start with: a comment, or a metric name.
@@ -92,7 +93,7 @@ _ANY_SAMPLE = re.compile(rb"\n[A-Za-z_:][A-Za-z0-9_:]*(?:\{" + _LABELS + rb"\})?
 _ANY_SAMPLE_TRIES = 1000
 
 
-class ExpositionError(ValueError):
+class ExpositionError(GpuworkError, ValueError):
     """The body is not what an engine serves. `kind`: a label value for the errors metric."""
 
     def __init__(self, kind: str, message: str) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from exporter.errors import ErrorKind, SourceError, http_status_kind
 from exporter.model import EngineReading, PodMeta
 from exporter.sources.engines.catalog import ENGINES
 from exporter.sources.engines.parser import ExpositionError, parse_engine
@@ -130,12 +131,14 @@ class EngineScraper:
                     reading = await self._other_paths(key, url, error)
         except TimeoutError:
             return self._result(
-                target, None, "timeout", started, f"no answer in {self._timeout:g} s"
+                target, None, ErrorKind.TIMEOUT, started, f"no answer in {self._timeout:g} s"
             )
         except (_ScrapeError, ExpositionError) as error:
             return self._result(target, None, error.kind, started, str(error))
         except (aiohttp.ClientError, OSError) as error:
-            return self._result(target, None, "connection", started, str(error) or repr(error))
+            return self._result(
+                target, None, ErrorKind.CONNECTION, started, str(error) or repr(error)
+            )
         return self._result(target, reading, None, started, url=self._url(target))
 
     def _url(self, target: EngineTarget) -> str:
@@ -159,15 +162,17 @@ class EngineScraper:
         assert self._session is not None
         async with self._session.get(url, allow_redirects=False) as response:
             if response.status != 200:
-                raise _ScrapeError(f"http_{response.status}", f"{url} answered {response.status}")
+                raise _ScrapeError(
+                    http_status_kind(response.status), f"{url} answered {response.status}"
+                )
             too_large = f"{url}: body over {self._max_bytes} bytes"
             if (response.content_length or 0) > self._max_bytes:
-                raise _ScrapeError("too_large", too_large)
+                raise _ScrapeError(ErrorKind.TOO_LARGE, too_large)
             body = bytearray()
             async for chunk in response.content.iter_chunked(64 * 1024):
                 body += chunk
                 if len(body) > self._max_bytes:
-                    raise _ScrapeError("too_large", too_large)
+                    raise _ScrapeError(ErrorKind.TOO_LARGE, too_large)
             openmetrics = response.headers.get("Content-Type", "").startswith(OPENMETRICS)
         return parse_engine(bytes(body), openmetrics=openmetrics)
 
@@ -184,17 +189,17 @@ class EngineScraper:
         return ScrapeResult(target, reading, error, elapsed, message, url or target.url)
 
 
-class _ScrapeError(Exception):
+class _ScrapeError(SourceError):
     def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
+        super().__init__(message, kind=kind)
+        self.kind: str = kind
 
 
 def _wrong_path(error: Exception) -> bool:
     """What an engine answers on a path it does not serve metrics on."""
     if isinstance(error, ExpositionError):
-        return error.kind == "not_metrics"
-    return isinstance(error, _ScrapeError) and error.kind == "http_404"
+        return error.kind == ErrorKind.NOT_METRICS
+    return isinstance(error, _ScrapeError) and error.kind == http_status_kind(404)
 
 
 def _with_path(url: str, path: str) -> str:

@@ -15,8 +15,6 @@ Fault rules, after nvitop's `libnvml.py`:
 
 from __future__ import annotations
 
-import ctypes
-import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -33,50 +31,22 @@ from exporter.model import (
     NvmlReading,
     ProcessStats,
 )
+from exporter.sources.nvml.library import (
+    ABSENT_CODES,
+    LIBRARY_DOWN_CODES,
+    MAX_EVENTS_PER_READ,
+    GpuLostError,
+    Nvml,
+    NvmlDownError,
+    error_kind,
+    handle_key,
+    mig_profile_name,
+    text,
+)
 
 log = structlog.get_logger(component="exporter.nvml")
 
 T = TypeVar("T")
-
-# Codes that mean "this sample does not exist here", not "something broke".
-_ABSENT_CODES = frozenset(
-    {
-        pynvml.NVML_ERROR_NOT_SUPPORTED,
-        pynvml.NVML_ERROR_NOT_FOUND,
-        pynvml.NVML_ERROR_NO_PERMISSION,
-        pynvml.NVML_ERROR_FUNCTION_NOT_FOUND,
-        pynvml.NVML_ERROR_NO_DATA,
-    }
-)
-# Codes after which no call on any GPU can succeed until NVML is initialized again.
-_LIBRARY_DOWN_CODES = frozenset(
-    {
-        pynvml.NVML_ERROR_UNINITIALIZED,
-        pynvml.NVML_ERROR_DRIVER_NOT_LOADED,
-        pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH,
-        pynvml.NVML_ERROR_LIBRARY_NOT_FOUND,
-    }
-)
-_ERROR_KINDS = {
-    getattr(pynvml, name): name.removeprefix("NVML_ERROR_").lower()
-    for name in dir(pynvml)
-    if name.startswith("NVML_ERROR_") and isinstance(getattr(pynvml, name), int)
-}
-
-_MAX_EVENTS_PER_READ = 1024  # an event storm must not stall a collection
-
-
-def error_kind(error: pynvml.NVMLError) -> str:
-    """A stable snake_case name for an NVML error, for metrics and logs."""
-    return _ERROR_KINDS.get(error.value, f"code_{error.value}")
-
-
-class NvmlDownError(Exception):
-    """NVML as a whole is unusable (driver not loaded, library missing, …)."""
-
-
-class GpuLostError(Exception):
-    """The GPU answered GPU_IS_LOST: it fell off the bus or needs a reset."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,35 +67,11 @@ class _MigIdentity:
     fraction: float
 
 
-def _text(value: str | bytes) -> str:
-    """pynvml returns str on current releases and bytes on older ones."""
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
-
-
-def _handle_key(handle: Any) -> Any:
-    """Real NVML handles are ctypes pointers, equal by address only."""
-    try:
-        return ctypes.cast(handle, ctypes.c_void_p).value
-    except (TypeError, ctypes.ArgumentError):
-        return handle  # the simulation's handles compare by value
-
-
-def mig_profile_name(gi_slices: int, ci_slices: int, memory_mib: int) -> str:
-    """The profile name NVIDIA's tools print, e.g. `1g.10gb` or `1c.2g.20gb`, from a
-    MIG device's attributes, for drivers whose device name does not carry it.
-
-    Memory is rounded up to whole GiB, as the device plugin names MIG resources.
-    """
-    memory_gb = math.ceil(memory_mib / 1024)
-    compute = f"{ci_slices}c." if ci_slices != gi_slices else ""
-    return f"{compute}{gi_slices}g.{memory_gb}gb"
-
-
 class NvmlReader:
     """Turns NVML into `NvmlReading`s. Not thread-safe: one thread calls it."""
 
     def __init__(
-        self, nvml: Any = pynvml, *, max_xids_per_gpu: int = 64, max_processes_per_device: int = 64
+        self, nvml: Nvml = pynvml, *, max_xids_per_gpu: int = 64, max_processes_per_device: int = 64
     ) -> None:
         self._nvml = nvml
         self._max_xids_per_gpu = max_xids_per_gpu
@@ -155,7 +101,7 @@ class NvmlReader:
         except (pynvml.NVMLError, NvmlDownError) as error:
             raise NvmlDownError(f"nvmlInit failed: {error}") from error
         try:
-            self._driver_version = _text(self._call(self._nvml.nvmlSystemGetDriverVersion))
+            self._driver_version = text(self._call(self._nvml.nvmlSystemGetDriverVersion))
             self._gpu_count = self._call(self._nvml.nvmlDeviceGetCount)
         except (pynvml.NVMLError, NvmlDownError) as error:
             self._quietly(self._nvml.nvmlShutdown)
@@ -222,15 +168,15 @@ class NvmlReader:
 
     def _identify(self, index: int, handle: Any) -> _GpuIdentity:
         nvml = self._nvml
-        uuid = _text(self._call(nvml.nvmlDeviceGetUUID, handle))
+        uuid = text(self._call(nvml.nvmlDeviceGetUUID, handle))
         pci = self._optional("pci_info", uuid, nvml.nvmlDeviceGetPciInfo, handle)
         max_mig = self._optional("mig_max", uuid, nvml.nvmlDeviceGetMaxMigDeviceCount, handle)
         gpm = self._optional("gpm_support", uuid, nvml.nvmlGpmQueryDeviceSupport, handle)
         minor = self._optional("minor_number", uuid, nvml.nvmlDeviceGetMinorNumber, handle)
         identity = _GpuIdentity(
             uuid=uuid,
-            model_name=_text(self._call(nvml.nvmlDeviceGetName, handle)),
-            pci_bus_id=_text(pci.busId) if pci is not None else "",
+            model_name=text(self._call(nvml.nvmlDeviceGetName, handle)),
+            pci_bus_id=text(pci.busId) if pci is not None else "",
             max_mig_devices=max_mig or 0,
             gpm_supported=bool(gpm is not None and gpm.isSupportedDevice),
             minor_number=minor,
@@ -245,7 +191,7 @@ class NvmlReader:
                 self._event_set,
             )
         self._gpus[index] = self._last_known[index] = identity
-        self._uuid_by_handle[_handle_key(handle)] = uuid
+        self._uuid_by_handle[handle_key(handle)] = uuid
         return identity
 
     def _read_live_gpu(self, index: int, handle: Any, gpu: _GpuIdentity) -> GpuStats:
@@ -360,7 +306,7 @@ class NvmlReader:
 
     def _read_mig_device(self, parent: Any, mig: Any, gpu: _GpuIdentity) -> DeviceStats:
         nvml = self._nvml
-        uuid = _text(self._call(nvml.nvmlDeviceGetUUID, mig))
+        uuid = text(self._call(nvml.nvmlDeviceGetUUID, mig))
         identity = self._migs.get(uuid) or self._identify_mig(mig, uuid, gpu)
         memory = self._optional("memory", gpu.uuid, nvml.nvmlDeviceGetMemoryInfo, mig)
         activity = None
@@ -388,7 +334,7 @@ class NvmlReader:
         attributes = self._call(nvml.nvmlDeviceGetAttributes, mig)
         gi_slices = attributes.gpuInstanceSliceCount
         # The driver names MIG devices "<board> MIG 1g.10gb": its own profile name.
-        name = _text(self._call(nvml.nvmlDeviceGetName, mig))
+        name = text(self._call(nvml.nvmlDeviceGetName, mig))
         _, marker, profile = name.rpartition(" MIG ")
         identity = _MigIdentity(
             gpu_instance_id=self._call(nvml.nvmlDeviceGetGpuInstanceId, mig),
@@ -437,7 +383,7 @@ class NvmlReader:
         except pynvml.NVMLError as error:
             if error.value == pynvml.NVML_ERROR_NOT_FOUND:
                 return {}
-            if error.value in _ABSENT_CODES:
+            if error.value in ABSENT_CODES:
                 self._first_time("process_utilization", gpu_uuid)
                 return None
             raise
@@ -483,7 +429,7 @@ class NvmlReader:
     def _drain_xid_events(self) -> None:
         if self._event_set is None:
             return
-        for _ in range(_MAX_EVENTS_PER_READ):
+        for _ in range(MAX_EVENTS_PER_READ):
             try:
                 event = self._call(self._nvml.nvmlEventSetWait_v2, self._event_set, 0)
             except pynvml.NVMLError as error:
@@ -504,11 +450,11 @@ class NvmlReader:
             log.warning("xid error", gpu=uuid, xid=xid, gpu_instance=event.gpuInstanceId)
 
     def _uuid_of(self, handle: Any) -> str:
-        known = self._uuid_by_handle.get(_handle_key(handle))
+        known = self._uuid_by_handle.get(handle_key(handle))
         if known is not None:
             return known
         try:
-            return _text(self._call(self._nvml.nvmlDeviceGetUUID, handle))
+            return text(self._call(self._nvml.nvmlDeviceGetUUID, handle))
         except (pynvml.NVMLError, GpuLostError):
             return "unknown"
 
@@ -528,7 +474,7 @@ class NvmlReader:
         except pynvml.NVMLError as error:
             if error.value == pynvml.NVML_ERROR_GPU_IS_LOST:
                 raise GpuLostError(str(error)) from error
-            if error.value in _LIBRARY_DOWN_CODES:
+            if error.value in LIBRARY_DOWN_CODES:
                 raise NvmlDownError(str(error)) from error
             raise
 
@@ -537,7 +483,7 @@ class NvmlReader:
         try:
             return self._call(fn, *args)
         except pynvml.NVMLError as error:
-            if error.value in _ABSENT_CODES:
+            if error.value in ABSENT_CODES:
                 if self._first_time(what, gpu_uuid):
                     log.info("sample not available", sample=what, gpu=gpu_uuid,
                              reason=error_kind(error))  # fmt: skip

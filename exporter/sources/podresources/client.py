@@ -18,11 +18,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from fnmatch import translate
-from typing import Any, Literal
+from typing import Any
 
 import grpc
 import structlog
 
+from exporter.errors import ErrorKind, SourceError
 from exporter.model import ContainerDevices, KubeletDevices
 from exporter.sources.podresources import api_pb2, api_pb2_grpc
 
@@ -44,14 +45,12 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 INITIAL_BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 60.0
 
-ErrorKind = Literal["socket_missing", "unavailable", "timeout", "backoff", "error"]
 
-
-class KubeletUnavailable(Exception):  # noqa: N818 -- "unavailable" reads better than "Error"
+class KubeletUnavailable(SourceError):  # noqa: N818 -- "unavailable" reads better than "Error"
     """The kubelet could not be read; `kind` says why, for the errors-by-kind metric."""
 
-    def __init__(self, message: str, *, kind: ErrorKind = "error") -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, kind: ErrorKind = ErrorKind.ERROR) -> None:
+        super().__init__(message, kind=kind)
         self.kind: ErrorKind = kind
 
 
@@ -106,13 +105,13 @@ class PodResourcesClient:
     def read(self) -> KubeletDevices:
         """Lists the GPU allocations and allocatable GPU devices. Raises `KubeletUnavailable`."""
         if self._closed:
-            raise KubeletUnavailable("the pod-resources client is closed", kind="error")
+            raise KubeletUnavailable("the pod-resources client is closed", kind=ErrorKind.ERROR)
         now = self._monotonic()
         if now < self._next_attempt:
             raise KubeletUnavailable(
                 f"kubelet pod-resources failed {self._failures} time(s); "
                 f"next attempt in {self._next_attempt - now:.1f}s",
-                kind="backoff",
+                kind=ErrorKind.BACKOFF,
             )
         try:
             listed, allocatable = self._call(deadline=now + self._timeout)
@@ -144,7 +143,7 @@ class PodResourcesClient:
                 f"kubelet pod-resources socket {self._socket_path} does not exist "
                 "(is the kubelet's pod-resources directory mounted?); "
                 "device metrics keep flowing without pod attribution",
-                kind="socket_missing",
+                kind=ErrorKind.SOCKET_MISSING,
             )
         stub = self._connect()
         try:
@@ -176,7 +175,8 @@ class PodResourcesClient:
         remaining = deadline - self._monotonic()
         if remaining <= 0:
             raise KubeletUnavailable(
-                f"kubelet pod-resources did not answer within {self._timeout}s", kind="timeout"
+                f"kubelet pod-resources did not answer within {self._timeout}s",
+                kind=ErrorKind.TIMEOUT,
             )
         return remaining
 
@@ -289,10 +289,12 @@ def _unavailable(error: grpc.RpcError, method: str) -> KubeletUnavailable:
     code = error.code()
     details = error.details() or ""
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return KubeletUnavailable(f"kubelet pod-resources {method} timed out", kind="timeout")
+        return KubeletUnavailable(
+            f"kubelet pod-resources {method} timed out", kind=ErrorKind.TIMEOUT
+        )
     if code == grpc.StatusCode.UNAVAILABLE:
         return KubeletUnavailable(
-            f"kubelet pod-resources {method} unavailable: {details}", kind="unavailable"
+            f"kubelet pod-resources {method} unavailable: {details}", kind=ErrorKind.UNAVAILABLE
         )
     name = code.name if isinstance(code, grpc.StatusCode) else str(code)
     return KubeletUnavailable(f"kubelet pod-resources {method} failed: {name}: {details}")

@@ -8,7 +8,8 @@ import pynvml
 import pytest
 
 from exporter.model import ActivitySource, GpuStats, MigMode, NvmlReading
-from exporter.sources.nvml.reader import NvmlDownError, NvmlReader, mig_profile_name
+from exporter.sources.nvml.library import NvmlDownError, mig_profile_name
+from exporter.sources.nvml.reader import NvmlReader
 from simulator.node import DeviceTruth
 from tests.support.sim import Sim, make_sim, scenario_from
 

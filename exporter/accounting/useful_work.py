@@ -29,12 +29,13 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from exporter.errors import ErrorKind
 from exporter.model import EngineReading, Histogram, ModelReading, ModelWork, PodWork, SeriesKey
 
 _PodKey = tuple[str, str]  # (namespace, pod)
 _TOKENS = ("prompt_tokens", "generation_tokens")
 MAX_SERIES_PER_POD = 2_000  # counter and histogram series kept per pod
-COUNTER_DIP = "counter_dip"
+COUNTER_DIP = ErrorKind.COUNTER_DIP
 
 
 @dataclass(slots=True)

@@ -18,6 +18,7 @@ from typing import Final
 
 import aiohttp
 
+from exporter.errors import ErrorKind, http_status_kind
 from exporter.sources.kubernetes.errors import AttemptError, GoneError
 from exporter.sources.kubernetes.objects import as_object, optional_str
 
@@ -109,9 +110,9 @@ async def check(response: aiohttp.ClientResponse, verb: str, resource: str) -> N
     if response.status == 410:
         raise GoneError(message)
     if response.status == 403:
-        kind = "forbidden"
+        kind: str = ErrorKind.FORBIDDEN
     elif response.status == 401:
-        kind = "unauthorized"
+        kind = ErrorKind.UNAUTHORIZED
     else:
-        kind = f"http_{response.status}"
+        kind = http_status_kind(response.status)
     raise AttemptError(kind, f"cannot {verb} {resource}: {message}")

@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Final
 
+from exporter.errors import ErrorKind
+
 FORBIDDEN_HINT: Final = (
     "the exporter's ClusterRole needs get/list/watch on pods and namespaces (deploy/rbac.yaml)"
 )
@@ -30,13 +32,13 @@ class Health:
         self.errors[kind] += 1
 
     def decode_error(self, resource: str, exc: Exception) -> None:
-        self.count("decode")
-        if self.errors["decode"] <= 10 or self.errors["decode"] % 1000 == 0:
+        self.count(ErrorKind.DECODE)
+        if self.errors[ErrorKind.DECODE] <= 10 or self.errors[ErrorKind.DECODE] % 1000 == 0:
             self._log.warning(
                 "skipped a malformed Kubernetes object",
                 resource=resource,
                 error=str(exc)[:200],
-                decode_errors=self.errors["decode"],
+                decode_errors=self.errors[ErrorKind.DECODE],
             )
 
     def failed(
@@ -53,13 +55,13 @@ class Health:
         kind, and `went_stale` says that this failure made the view stale."""
         self.count(kind)
         if kind != previous:
-            if kind == "forbidden":
+            if kind == ErrorKind.FORBIDDEN:
                 self._log.error(
                     f"cannot watch {resource}: forbidden; {FORBIDDEN_HINT}",
                     resource=resource,
                     error=message,
                 )
-            elif kind == "unauthorized":
+            elif kind == ErrorKind.UNAUTHORIZED:
                 self._log.error(
                     "Kubernetes API rejected the exporter's credentials (401 Unauthorized); "
                     "check the service-account token",
@@ -78,7 +80,7 @@ class Health:
             self._stale_since = self._wall_clock()
             self._log.warning(
                 "Kubernetes API unreachable; keeping the last known pods"
-                if kind == "unreachable"
+                if kind == ErrorKind.UNREACHABLE
                 else "Kubernetes API failing; keeping the last known pods",
                 resource=resource,
                 reason=kind,

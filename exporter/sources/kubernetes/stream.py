@@ -20,6 +20,7 @@ from typing import Any, Final
 import aiohttp
 import ijson
 
+from exporter.errors import ErrorKind
 from exporter.sources.kubernetes.errors import AttemptError, MalformedError
 
 FAST_BACKEND: Final = "yajl2_c"  # what ijson's wheels ship; without it ijson picks another
@@ -62,18 +63,18 @@ async def read_list(
 ) -> str:
     """Reads a LIST answer `chunk_bytes` at a time, handing each read's completed items
     to `keep`; returns the list's resourceVersion. An answer over `max_bytes`, or one
-    that is not a list, raises `AttemptError("decode")`."""
+    that is not a list, raises `AttemptError(ErrorKind.DECODE)`."""
     decoder, received = ListDecoder(), 0
     try:
         async for chunk in content.iter_chunked(chunk_bytes):
             received += len(chunk)
             if received > max_bytes:
-                raise AttemptError("decode", f"the {name} list is over {max_bytes} bytes")
+                raise AttemptError(ErrorKind.DECODE, f"the {name} list is over {max_bytes} bytes")
             keep(decoder.feed(chunk))
         version, items = decoder.close()
     except (ijson.JSONError, ValueError) as exc:
         error = " ".join(str(exc).split())[:300]  # yajl's are several lines
-        raise AttemptError("decode", f"cannot decode the {name} list: {error}") from exc
+        raise AttemptError(ErrorKind.DECODE, f"cannot decode the {name} list: {error}") from exc
     keep(items)
     return version
 

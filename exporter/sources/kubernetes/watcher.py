@@ -39,6 +39,7 @@ import aiohttp
 import ijson
 import structlog
 
+from exporter.errors import ErrorKind, http_status_kind
 from exporter.model import ClusterView
 from exporter.sources.kubernetes.api import BearerToken, KubeApi, check, open_session
 from exporter.sources.kubernetes.errors import AttemptError, GoneError, MalformedError
@@ -155,21 +156,23 @@ class ClusterWatcher:
             except GoneError as gone:
                 if list_version:
                     # A re-list asked for a version the server no longer has: read the latest.
-                    self._health.count("gone")
+                    self._health.count(ErrorKind.GONE)
                     self._log.info("resourceVersion expired; listing the latest",
                                    resource=resource.name, error=str(gone))  # fmt: skip
                     list_version = ""
                     continue
-                self._failed(resource, "gone", str(gone))  # the latest is never gone; retry
+                self._failed(resource, ErrorKind.GONE, str(gone))  # the latest is never gone; retry
             except AttemptError as failure:
                 self._failed(resource, failure.kind, str(failure))
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                self._failed(resource, "unreachable", f"{type(exc).__name__}: {exc}".strip())
+                self._failed(
+                    resource, ErrorKind.UNREACHABLE, f"{type(exc).__name__}: {exc}".strip()
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug must not take the exporter down with it
                 self._log.exception("Kubernetes watch failed", resource=resource.name)
-                self._failed(resource, "internal", repr(exc))
+                self._failed(resource, ErrorKind.INTERNAL, repr(exc))
             await asyncio.sleep(random.uniform(backoff / 2, backoff))
             backoff = min(backoff * 2, self._backoff_max)
             list_version = resource.resource_version or "0"
@@ -248,7 +251,7 @@ class ClusterWatcher:
                         return False
                     events += 1
         except GoneError:
-            self._health.count("gone")
+            self._health.count(ErrorKind.GONE)
             return False
         if events == 0 and time.monotonic() - started < 1.0:
             await asyncio.sleep(self._backoff_initial)  # a proxy that ends watches at once
@@ -279,14 +282,14 @@ class ClusterWatcher:
     def _on_error_event(self, resource: Resource[Any, Any], status: Mapping[str, Any]) -> bool:
         code = status.get("code")
         if code == 410:
-            self._health.count("gone")
+            self._health.count(ErrorKind.GONE)
             self._log.info(
                 "watch expired; listing again",
                 resource=resource.name,
                 error=optional_str(status, "message")[:500],
             )
             return True
-        kind = f"http_{code}" if isinstance(code, int) else "decode"
+        kind = http_status_kind(code) if isinstance(code, int) else ErrorKind.DECODE
         raise AttemptError(kind, optional_str(status, "message")[:500] or f"ERROR event {code}")
 
     # -- health: the view goes stale when one loop fails, fresh when both work again

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import pynvml
 import structlog
 
+from exporter.errors import ErrorKind
 from exporter.model import (
     ActivitySource,
     DeviceStats,
@@ -153,7 +154,7 @@ class NvmlReader:
 
     def _lost_gpu(self, index: int) -> GpuStats:
         known = self._gpus.get(index) or self._last_known.get(index)
-        self.errors["gpu_lost"] += 1
+        self.errors[ErrorKind.GPU_LOST] += 1
         uuid = known.uuid if known else f"unknown-gpu-{index}"
         if self._first_time("gpu_lost", uuid):
             log.error("GPU is lost: off the bus or in need of a reset", gpu=uuid, index=index)

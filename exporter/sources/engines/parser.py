@@ -37,6 +37,10 @@ Bounds: at most `max_series` matched sample lines are read, at most 16 models pe
 (the first seen), model names cut at 128 characters, series labels at 256; what a cap
 leaves out is counted in `EngineReading.dropped_series`. The caller caps the body's size.
 The parser holds nothing between calls but a bounded cache of label sets it has parsed.
+
+Why one module of some 540 lines: it is one pass over one grammar. The pattern built from
+the catalog, the line checks and the series bookkeeping share the state of that pass;
+split apart, each part would need the others' internals.
 """
 
 from __future__ import annotations

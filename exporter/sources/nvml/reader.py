@@ -11,6 +11,10 @@ Fault rules, after nvitop's `libnvml.py`:
 - A library-wide failure (driver gone, uninitialized) raises `NvmlDownError`; the
   caller shuts NVML down and retries `nvmlInit` with backoff.
 - Any other error costs only its own sample and is counted by kind.
+
+Why one module of some 520 lines: identity, samples, MIG instances, GPM and XID events
+are read in one pass per GPU with shared per-session caches; the library's shape and
+error rules are apart in `library.py`, its thread and restarts in `source.py`.
 """
 
 from __future__ import annotations

@@ -288,6 +288,7 @@ async def test_a_missing_socket_leaves_device_metrics_alone(node: Node) -> None:
             for s in f.samples]  # fmt: skip
 
 
+@pytest.mark.slow
 async def test_thousands_of_pods_come_and_go_and_leave_no_series_and_no_memory_behind(
     node: Node,
 ) -> None:

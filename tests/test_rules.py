@@ -364,6 +364,7 @@ def test_promtool_accepts_the_rules() -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 async def test_the_rules_give_what_the_samples_and_the_truth_give(
     priced: Run, tmp_path: Path
 ) -> None:
@@ -544,6 +545,7 @@ def within(rule: str, truth: str, tolerance: float) -> str:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 async def test_tokens_per_gpu_hour_stay_true_through_hostile_engines_and_an_exporter_restart(
     tmp_path: Path,
 ) -> None:

@@ -29,6 +29,8 @@ from simulator.work import (
 )
 from tests.support.exporter_run import INTERVAL, STEPS, THRESHOLD, WINDOW, Run, exporter_on_mixed
 
+pytestmark = pytest.mark.slow  # 30 simulated minutes end to end, 10-15 s each
+
 
 @pytest.fixture
 async def mixed(tmp_path: Path) -> AsyncIterator[Run]:

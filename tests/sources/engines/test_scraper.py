@@ -209,8 +209,9 @@ async def test_one_hanging_engine_does_not_delay_the_other_55() -> None:
     assert len(results) == 56
     assert [r.error for r in results].count("timeout") == 1
     assert all(r.reading is not None for r in results[1:])
-    assert max(r.duration_seconds for r in results[1:]) < 0.5  # none waited for the hung one
-    assert wall < 1.5  # bounded by the one timeout, not by the sum
+    hung, slowest = results[0].duration_seconds, max(r.duration_seconds for r in results[1:])
+    assert hung >= 1.0 and slowest < hung  # none waited for the hung one
+    assert wall < hung + slowest  # all at once: bounded by the one timeout, not by the sum
 
 
 # -- what prometheus_client servers answer the scraper ------------------------------------------

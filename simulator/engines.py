@@ -4,7 +4,7 @@ Every pod of a scenario that runs an engine gets a listener on its own loopback 
 (`node.pod_ip`, in the node's own 127.A.B.x block) and metrics port, answering on its
 engine's metrics path with a body in that engine's real exposition format, rendered
 from `work.engine_stats` at the node's current time by prometheus_client as the engine's
-own server does it (`engine_bodies`), in the format that the request's `Accept` header
+own server does it (`simulator.bodies`), in the format that the request's `Accept` header
 negotiates. While an engine is down (an `engine_restart` fault) its listener is closed and its open
 connections dropped, so connecting is refused, as with a dead process; it listens again
 when the new process starts, its counters back at 0.
@@ -34,12 +34,8 @@ from typing import NoReturn
 import structlog
 from aiohttp import web
 
-from simulator.engine_bodies import (
-    HTML_ERROR_PAGE,
-    BodyFault,
-    EngineExposition,
-    corrupt,
-)
+from simulator.bodies.exposition import HTML_ERROR_PAGE, EngineExposition
+from simulator.bodies.faults import BodyFault, corrupt
 from simulator.node import SimulatedNode, engine_endpoint, pod_key
 from simulator.scenario import EngineBodyFault, PodSpec, ScenarioError, load_scenario
 from simulator.work import engine_life, engine_process_start_time, engine_stats
@@ -60,7 +56,7 @@ class EngineFaults:
     slow_seconds: float = 0.0  # wait this long before answering
     huge: bool = False  # a valid body padded with comments to HUGE_BODY_BYTES
     garbage: bool = False  # GARBAGE_BYTES random bytes as text/plain
-    body: BodyFault | None = None  # the body as `engine_bodies.corrupt` makes it
+    body: BodyFault | None = None  # the body as `simulator.bodies.faults.corrupt` makes it
 
 
 @dataclass(eq=False)

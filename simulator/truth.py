@@ -17,7 +17,7 @@ from itertools import pairwise
 
 from exporter.model import DeviceState, ModelReading
 from exporter.sources.engines.parser import parse_engine
-from simulator.engine_bodies import render_exposition
+from simulator.bodies.exposition import render_exposition
 from simulator.holdings import device_fraction, live_devices
 from simulator.loads import mean_activity, runs_process
 from simulator.node import SimulatedNode

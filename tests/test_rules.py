@@ -27,7 +27,7 @@ import yaml
 
 from exporter.exposition.families import build_families
 from exporter.model import DeviceState, NodeSnapshot
-from simulator.engine_bodies import BodyFault
+from simulator.bodies.faults import BodyFault
 from simulator.scenario import (
     EngineBodyFault,
     ExporterRestartFault,

@@ -16,12 +16,8 @@ import pytest
 
 from exporter.sources.engines.catalog import ENGINES
 from exporter.sources.engines.parser import parse_engine
-from simulator.engine_bodies import (
-    BodyFault,
-    corrupt,
-    render_exposition,
-    serve_exposition,
-)
+from simulator.bodies.exposition import render_exposition, serve_exposition
+from simulator.bodies.faults import BodyFault, corrupt
 from simulator.engines import (
     GARBAGE_BYTES,
     HUGE_BODY_BYTES,

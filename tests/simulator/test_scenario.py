@@ -172,7 +172,7 @@ def test_engine_restarts_of_a_pod_may_follow_each_other() -> None:
 
 
 def test_engine_body_faults_of_a_pod_may_follow_each_other() -> None:
-    from simulator.engine_bodies import BodyFault
+    from simulator.bodies.faults import BodyFault
     from simulator.scenario import EngineBodyFault, Scenario
 
     scenario = Scenario.model_validate({

@@ -14,7 +14,7 @@ from exporter.join.attribution import attribute
 from exporter.join.tenancy import DEFAULT_TENANT_RULES, parse_tenant_rules
 from exporter.model import CollectorHealth, EngineReading, NodeSnapshot, NvmlReading
 from exporter.sources.engines.parser import parse_engine
-from simulator.engine_bodies import render_exposition
+from simulator.bodies.exposition import render_exposition
 from simulator.node import pod_pid, pod_uid
 from simulator.work import engine_stats
 from tests.support.sim import Sim

@@ -24,7 +24,8 @@ from exporter.sources.engines.parser import (
     ExpositionError,
     parse_engine,
 )
-from simulator.engine_bodies import BodyFault, corrupt, render_exposition
+from simulator.bodies.exposition import render_exposition
+from simulator.bodies.faults import BodyFault, corrupt
 from tests.support.engine_stats import STATS
 from tests.support.paths import ENGINE_FIXTURES
 

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from exporter.sources.engines.scraper import EngineScraper, EngineTarget
 from exporter.sources.engines.source import EngineSource
-from simulator.engine_bodies import render_exposition
+from simulator.bodies.exposition import render_exposition
 from tests.support.engine_stats import STATS
 
 BODY = render_exposition("vllm", STATS, process_start_time=1_700_000_000.0)

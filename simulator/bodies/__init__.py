@@ -1,0 +1,1 @@
+"""What the simulated engines serve on `/metrics`, and the hostile variants of those bodies."""

@@ -107,8 +107,8 @@ def tgi(stats: ModelStats) -> str:
     return w.text()
 
 
-def _with_sum(histogram: Histogram, total: float) -> Histogram:
-    return Histogram(buckets=histogram.buckets, count=histogram.count, sum=total)
+def _with_sum(histogram: Histogram, observed_sum: float) -> Histogram:
+    return Histogram(buckets=histogram.buckets, count=histogram.count, sum=observed_sum)
 
 
 # The families the stats do not carry, TGI's and the multiprocess engines' alike.

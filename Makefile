@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 DEMO_ADDRESS ?= 127.0.0.1:9842
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint typecheck unit tools kube-apiserver bench clean
+.PHONY: demo test lint typecheck unit tools kube-apiserver bench generate clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +23,18 @@ demo: $(BIN)/.installed
 	@echo "  Ctrl-C stops it."
 	$(BIN)/gpuwork-exporter --simulate dense-h100 --web.listen-address $(DEMO_ADDRESS)
 
-# promtool comes from Debian's prometheus package.
+# The real programs of the end-to-end tests, from Debian: prometheus (and promtool),
+# prometheus-alertmanager (and amtool), victoria-metrics.
 tools:
-	@command -v promtool >/dev/null || { $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
-	@promtool --version | head -1
+	@command -v promtool >/dev/null && command -v amtool >/dev/null && \
+	  command -v victoria-metrics >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+	    prometheus prometheus-alertmanager victoria-metrics >/dev/null; }
+	@promtool --version | head -1; amtool --version | head -1
+
+# alerts/ and dashboards/ are generated from mixin/; the tests fail when they differ.
+generate: $(BIN)/.installed
+	$(BIN)/python -m mixin.generate
 
 # The Kubernetes watch tests run a real kube-apiserver v1.20 (built once from Debian's
 # source package, cached under ~/.cache/gpuwork) with Debian's etcd on loopback.
@@ -35,8 +42,8 @@ kube-apiserver:
 	@bash scripts/kube-apiserver.sh
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check exporter simulator harness tests bench
-	$(BIN)/ruff format --check exporter simulator harness tests bench
+	$(BIN)/ruff check exporter simulator harness mixin tests bench
+	$(BIN)/ruff format --check exporter simulator harness mixin tests bench
 	$(BIN)/hadolint Dockerfile
 
 typecheck: $(BIN)/.installed

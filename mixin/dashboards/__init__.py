@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from mixin.config import Config
+from mixin.dashboards import exporter, fleet, node, serving, tenant
+from mixin.dashboards.panels import Board
+
+MODULES = (fleet, node, tenant, serving, exporter)
+
+
+def boards(config: Config) -> list[Board]:
+    return [module.dashboard(config) for module in MODULES]
+
+
+def dashboards(config: Config) -> dict[str, dict[str, Any]]:
+    """Each dashboard's name to its JSON, decoded."""
+    return {board.name: board.json_data() for board in boards(config)}
 
 
 def files(config: Config) -> Mapping[str, str]:
-    return {}
+    return {f"dashboards/{board.name}.json": board.json_text() for board in boards(config)}

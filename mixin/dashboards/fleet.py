@@ -10,6 +10,9 @@ from mixin.dashboards.panels import RATE_INTERVAL, Board, Query
 
 IDLE = 'state=~"allocated_idle|allocated_no_process"'
 UNCORRECTED = 'type="uncorrected"'
+# An XID's device: a MIG instance, or (anything else) the whole GPU.
+MIG = 'device=~"MIG-.*"'
+NOT_MIG = 'device!~"MIG-.*"'
 # Throttle reasons that are not faults: an idle GPU, clocks set on purpose.
 NOT_A_FAULT = 'reason!~"gpu_idle|applications_clocks_setting|display_clock_setting"'
 
@@ -27,7 +30,7 @@ def dashboard(config: Config) -> Board:
     raw, rec = b.raw, b.recorded
     # GPUs (as GPU fractions: a 1g MIG instance is 1/7) in each state, now.
     gpus_by_state = (
-        f"sum by (state) (gpuwork_device_state{raw()} * on (device) group_left () "
+        f"sum by (state) (gpuwork_device_state{raw()} * on ({cl}, device) group_left () "
         f"gpuwork_device_gpu_fraction{raw()})"
     )
 
@@ -46,7 +49,7 @@ def dashboard(config: Config) -> Board:
             "gpuwork_device_gpu_fraction.",
             queries=[
                 f"sum(gpuwork_device_state{raw(state)} "
-                f"* on (device) group_left () gpuwork_device_gpu_fraction{raw()})"
+                f"* on ({cl}, device) group_left () gpuwork_device_gpu_fraction{raw()})"
             ],
             red_from=red,
         )
@@ -65,9 +68,9 @@ def dashboard(config: Config) -> Board:
         "its share of a GPU: the share of the fleet's compute that is in use.",
         queries=[
             Query(
-                f"sum(gpuwork_device_sm_active_ratio{raw()} * on (device) group_left () "
+                f"sum(gpuwork_device_sm_active_ratio{raw()} * on ({cl}, device) group_left () "
                 f"gpuwork_device_gpu_fraction{raw()}) / sum(gpuwork_device_gpu_fraction{raw()}"
-                f" and on (device) gpuwork_device_sm_active_ratio{raw()})",
+                f" and on ({cl}, device) gpuwork_device_sm_active_ratio{raw()})",
                 "fleet",
             )
         ],
@@ -272,27 +275,34 @@ def dashboard(config: Config) -> Board:
         ],
     )
     # Who sits on each unhealthy GPU: a lost GPU's device series are gone, so its
-    # devices and holders are the last ones seen in the range.
-    unhealthy = (
+    # devices and holders are the last ones seen in the range. An XID that names a MIG
+    # instance (device="MIG-...") hits that instance's holders only; any other (the GPU
+    # itself) every holder on the GPU.
+    gpu_faults = (
         f"(gpuwork_gpu_lost{raw()} == 1)"
-        f" or (increase(gpuwork_gpu_xid_errors_total{raw()}[$__range]) > 0)"
+        f" or (increase(gpuwork_gpu_xid_errors_total{raw(NOT_MIG)}[$__range]) > 0)"
         f" or (increase(gpuwork_gpu_ecc_errors_total{raw(UNCORRECTED)}[$__range]) > 0)"
         f" or (gpuwork_gpu_row_remap_failed{raw()} == 1)"
         f" or (gpuwork_gpu_row_remap_pending{raw()} == 1)"
     )
-    holders = (
-        f"sum by ({cl}, gpu_uuid, node, tenant, namespace, pod) ("
+    mig_faults = f"increase(gpuwork_gpu_xid_errors_total{raw(MIG)}[$__range]) > 0"
+    held = (
+        f"sum by ({cl}, gpu_uuid, device, node, tenant, namespace, pod) ("
         f"last_over_time(gpuwork_device_allocation{raw()}[$__range])"
         f" * on ({cl}, device) group_left (gpu_uuid, node)"
         f" group by ({cl}, device, gpu_uuid, node) ("
-        f"last_over_time(gpuwork_device_info{raw()}[$__range]))"
-        f") and on ({cl}, gpu_uuid) ({unhealthy})"
+        f"last_over_time(gpuwork_device_info{raw()}[$__range])))"
+    )
+    holders = (
+        f"({held} and on ({cl}, gpu_uuid) ({gpu_faults}))"
+        f" or ({held} and on ({cl}, device) ({mig_faults}))"
     )
     b.table(
         "Blast radius: who is on the unhealthy GPUs",
         unit="short",
         description="Pods and tenants holding a device on a GPU that is lost, had an XID "
-        "or an uncorrected ECC error in the range, or needs a row-remap reset or service. "
+        "or an uncorrected ECC error in the range, or needs a row-remap reset or service; "
+        "for an XID on one MIG instance, that instance's holders only. "
         "Joined through gpuwork_device_allocation and gpuwork_device_info (last seen in "
         "the range: a lost GPU's device series are gone).",
         queries=[Query(holders, column="share of a device held")],
@@ -303,7 +313,7 @@ def dashboard(config: Config) -> Board:
         f"(increase(gpuwork_gpu_xid_errors_total{raw()}[$__range])) > 0"
     )
     b.table(
-        "XID errors per GPU, with its node and holders",
+        "XID errors per GPU",
         unit="short",
         description="Each GPU with XID errors in the range, its node and GPU model, the "
         "count per XID code; who it hits is in the table above.",

@@ -46,13 +46,13 @@ def dashboard(config: Config) -> Board:
     def per_gpu(series: str, *keep: str) -> str:
         """A GPU series on the chosen node and GPUs, with its GPU index."""
         by = ", ".join(["gpu_uuid", "gpu_index", *keep])
-        return f"max by ({by}) (({series}) * on (gpu_uuid) group_left (gpu_index) {gpu_info})"
+        return f"max by ({by}) (({series}) * on ({cl}, gpu_uuid) group_left (gpu_index) {gpu_info})"
 
     def per_device(series: str, *keep: str) -> str:
         """A device series on the chosen node and GPUs, with its GPU and MIG profile."""
         by = ", ".join(["device", "gpu_uuid", "mig_profile", *keep])
         return (
-            f"max by ({by}) (({series}) * on (device) group_left (gpu_uuid, mig_profile) "
+            f"max by ({by}) (({series}) * on ({cl}, device) group_left (gpu_uuid, mig_profile) "
             f"{device_info})"
         )
 
@@ -130,7 +130,7 @@ def dashboard(config: Config) -> Board:
         newline=True,
     )
     holders = (
-        f"gpuwork_device_allocation{raw()} * on (device) group_left (state) "
+        f"gpuwork_device_allocation{raw()} * on ({cl}, device) group_left (state) "
         f"(gpuwork_device_state{raw()} == 1)"
     )
     b.table(
@@ -249,11 +249,14 @@ def dashboard(config: Config) -> Board:
     b.timeseries(
         "XID errors",
         unit="short",
-        description="XID critical errors per second, per GPU and XID code.",
+        description="XID critical errors per second, per GPU, the device they hit (a "
+        "MIG instance, or the GPU itself) and XID code.",
         queries=[
             Query(
-                per_gpu(f"rate(gpuwork_gpu_xid_errors_total{raw()}[{RATE_INTERVAL}])", "xid"),
-                "GPU {{gpu_index}} XID {{xid}}",
+                per_gpu(
+                    f"rate(gpuwork_gpu_xid_errors_total{raw()}[{RATE_INTERVAL}])", "device", "xid"
+                ),
+                "GPU {{gpu_index}} {{device}} XID {{xid}}",
             )
         ],
     )

@@ -1,4 +1,5 @@
-"""The recording rules in rules/useful-work.rules.yml, checked with promtool.
+"""The recording rules that mixin/recording.py generates into alerts/gpuwork.rules.yml,
+checked with promtool.
 
 (a) `promtool check rules` accepts the file.
 (b) Make both agree: the exporter runs end to end on the simulated `mixed` node, priced,
@@ -8,7 +9,13 @@ the end; each must give what an independent Python reading of the same samples g
 (Prometheus's `increase()` extrapolation included). The Python reading in turn matches
 the scenario's ground truth: tokens per GPU-hour per tenant within 1%.
 (c) The same agreement on a synthetic history with what the mixed node lacks (a pod on
-two GPU models serving two models, a counter reset, pods and devices that come and go).
+two GPU models serving two models, a counter reset, pods and devices that come and go,
+a MIG GPU whose instances report different activity, a time-sliced share, and two
+clusters in one store).
+
+Every input series carries the job label of the mixin's `job_selector`, as a scrape of
+the exporter would, so the rules' selectors match; the synthetic history's second node
+also carries a cluster label, which every rule must keep.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import subprocess
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -27,6 +35,7 @@ import yaml
 
 from exporter.exposition.families import build_families
 from exporter.model import DeviceState, NodeSnapshot
+from mixin.config import CONFIG
 from simulator.bodies.faults import BodyFault
 from simulator.scenario import (
     EngineBodyFault,
@@ -40,7 +49,11 @@ from tests.support.exporter_run import INTERVAL, Run, exporter_on_mixed
 from tests.support.paths import REPO
 from tests.support.programs import promtool
 
-RULES = REPO / "rules" / "useful-work.rules.yml"
+RULES = REPO / "alerts" / "gpuwork.rules.yml"
+_job = re.fullmatch(r'(\w+)="([^"]*)"', CONFIG.job_selector)
+assert _job, f"the tests give input series a job label from {CONFIG.job_selector!r}"
+JOB = {_job[1]: _job[2]}  # the label every input series carries, as a scrape would give
+CLUSTER = CONFIG.cluster_label  # every rule keeps it
 PRICES = (("*H100*", 4.0), ("*H200*", 5.0), ("*A100*", 2.0), ("*", 1.0))
 SERIES = {  # what the rules read
     "gpuwork_tokens_total",
@@ -51,6 +64,7 @@ SERIES = {  # what the rules read
     "gpuwork_device_hourly_cost",
     "gpuwork_device_info",
     "gpuwork_gpu_info",
+    "gpuwork_device_sm_active_ratio",
 }
 WASTE = {DeviceState.ALLOCATED_IDLE, DeviceState.ALLOCATED_NO_PROCESS}
 
@@ -81,9 +95,9 @@ async def priced(tmp_path: Path) -> AsyncIterator[Run]:
 
 
 def exposed(snapshot: NodeSnapshot) -> dict[tuple[str, Labels], float]:
-    """The samples of SERIES the exporter serves for one snapshot."""
+    """The samples of SERIES the exporter serves for one snapshot, as scraped (job label)."""
     return {
-        (s.name, labelled(**s.labels)): s.value
+        (s.name, labelled(**s.labels, **JOB)): s.value
         for family in build_families(snapshot)
         for s in family.samples
         if s.name in SERIES
@@ -170,7 +184,13 @@ def ratio(numerator: Result, denominator: Result, scale: float = 1.0) -> Result:
 
 def expected_rules(samples: Samples) -> dict[str, Result]:
     """What each rule should record at EVAL, computed here from the same samples."""
+    C = CLUSTER  # noqa: N806  (kept in every aggregation)
+
+    def key(labels: Mapping[str, str], *names: str) -> Labels:
+        return labelled(**{n: labels.get(n, "") for n in (C, *names)})
+
     model_of_gpu = {lb["gpu_uuid"]: lb["model_name"] for lb, _ in samples.last("gpuwork_gpu_info")}
+    cluster_of = {lb["device"]: lb.get(C, "") for lb, _ in samples.last("gpuwork_device_info")}
     where = {  # device -> (node, GPU model)
         lb["device"]: (lb["node"], model_of_gpu[lb["gpu_uuid"]])
         for lb, _ in samples.last("gpuwork_device_info")
@@ -207,50 +227,78 @@ def expected_rules(samples: Samples) -> dict[str, Result]:
         if (n := increase(points)) is not None
     ]
 
-    pod = ("namespace", "pod", "tenant")
+    pod = (C, "namespace", "pod", "tenant")
     pod_tokens, pod_held = sum_by(tokens, *pod), sum_by(held, *pod)
-    tenant_tokens, tenant_held = sum_by(tokens, "tenant"), sum_by(held, "tenant")
-    tenant_cost = sum_by(spent, "tenant")
-    tenant_requests = sum_by(requests, "tenant")
+    tenant_tokens, tenant_held = sum_by(tokens, C, "tenant"), sum_by(held, C, "tenant")
+    tenant_cost = sum_by(spent, C, "tenant")
+    tenant_requests = sum_by(requests, C, "tenant")
 
-    # by the engine's model: each pod's GPU-seconds split evenly among its models
-    pod_models: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
+    # by the engine's model (and by tenant and model): each pod's GPU-seconds split evenly
+    # among its models
+    pod_models: defaultdict[Labels, set[str]] = defaultdict(set)
+    serving_pods: defaultdict[Labels, set[Labels]] = defaultdict(set)  # (tenant, model): pods
     for labels, _ in tokens:
-        pod_models[(labels["namespace"], labels["pod"])].add(labels.get("model", ""))
-    seconds_of_pod = {(dict(k)["namespace"], dict(k)["pod"]): v for k, v in pod_held.items()}
-    model_held: defaultdict[Labels, float] = defaultdict(float)
-    for key, models in pod_models.items():
-        for model in models:
-            if key in seconds_of_pod:
-                model_held[labelled(model=model)] += seconds_of_pod[key] / len(models)
+        pod_models[key(labels, "namespace", "pod")].add(labels.get("model", ""))
+        serving_pods[key(labels, "tenant", "model")].add(key(labels, "namespace", "pod"))
+    seconds_of_pod = sum_by(held, C, "namespace", "pod")
+
+    def held_for_model(of_pods: Mapping[Labels, set[Labels]]) -> Result:
+        return {
+            k: sum(seconds_of_pod[p] / len(pod_models[p]) for p in pods if p in seconds_of_pod)
+            for k, pods in of_pods.items()
+        }
+
+    by_model: defaultdict[Labels, set[Labels]] = defaultdict(set)
+    for k, pods in serving_pods.items():
+        by_model[key(dict(k), "model")] |= pods
+    model_ratio = ratio(sum_by(tokens, C, "model"), held_for_model(by_model), 3600)
 
     # by GPU model and by node: each pod's tokens split as its GPU-seconds were
     def where_tokens_went(label: str) -> Result:
-        tokens_of_pod = sum_by(tokens, "namespace", "pod")
-        whole = sum_by(held, "namespace", "pod")
-        parts = sum_by(held, "namespace", "pod", label)
+        tokens_of_pod = sum_by(tokens, C, "namespace", "pod")
+        whole = sum_by(held, C, "namespace", "pod")
+        parts = sum_by(held, C, "namespace", "pod", label)
         out: defaultdict[Labels, float] = defaultdict(float)
-        for key, seconds in parts.items():
-            labels = dict(key)
-            of_pod = labelled(namespace=labels["namespace"], pod=labels["pod"])
+        for k, seconds in parts.items():
+            labels = dict(k)
+            of_pod = key(labels, "namespace", "pod")
             if of_pod in tokens_of_pod and seconds > 0:  # then whole[of_pod] > 0 too
                 share = seconds / whole[of_pod]
-                out[labelled(**{label: labels.get(label, "")})] += tokens_of_pod[of_pod] * share
-        return ratio(dict(out), sum_by(held, label), 3600)
+                out[key(labels, label)] += tokens_of_pod[of_pod] * share
+        return ratio(dict(out), sum_by(held, C, label), 3600)
 
     hourly_cost = {lb["device"]: v for lb, v in samples.now("gpuwork_device_hourly_cost")}
+    fraction_now = {lb["device"]: v for lb, v in samples.now("gpuwork_device_gpu_fraction")}
+    allocation = list(samples.now("gpuwork_device_allocation"))
     holding = [
         (labels, share * hourly_cost[labels["device"]])
-        for labels, share in samples.now("gpuwork_device_allocation")
+        for labels, share in allocation
         if labels["device"] in hourly_cost
     ]
+    holding_gpus = [
+        (labels, share * fraction_now[labels["device"]])
+        for labels, share in allocation
+        if labels["device"] in fraction_now
+    ]
+
+    # a GPU's SM activity: its devices' activity, weighted by GPU fraction
+    gpu_of = {lb["device"]: lb for lb, _ in samples.now("gpuwork_device_info")}
+    active: defaultdict[Labels, float] = defaultdict(float)
+    reporting: defaultdict[Labels, float] = defaultdict(float)
+    for labels, value in samples.now("gpuwork_device_sm_active_ratio"):
+        device = labels["device"]
+        if device in gpu_of and device in fraction_now:
+            gpu = key(gpu_of[device], "node", "gpu_uuid")
+            active[gpu] += value * fraction_now[device]
+            reporting[gpu] += fraction_now[device]
 
     return {
         "device:gpuwork_device_gpu_model:last1h": {
-            labelled(device=d, node=node, model_name=m): 1.0 for d, (node, m) in where.items()
+            labelled(**{C: cluster_of[d]}, device=d, node=node, model_name=m): 1.0
+            for d, (node, m) in where.items()
         },
         "device:gpuwork_gpu_hourly_cost:last1h": {
-            labelled(device=d): v for d, v in gpu_hour.items()
+            labelled(**{C: cluster_of.get(d, "")}, device=d): v for d, v in gpu_hour.items()
         },
         "namespace_pod_model:gpuwork_tokens:increase1h": sum_by(tokens, *pod, "model"),
         "namespace_pod_state:gpuwork_device_state_seconds:increase1h": sum_by(
@@ -261,20 +309,30 @@ def expected_rules(samples: Samples) -> dict[str, Result]:
         "tenant:gpuwork_tokens:increase1h": tenant_tokens,
         "tenant:gpuwork_gpu_seconds_held:increase1h": tenant_held,
         "tenant:gpuwork_tokens_per_gpu_hour:ratio_rate1h": ratio(tenant_tokens, tenant_held, 3600),
-        "model:gpuwork_tokens_per_gpu_hour:ratio_rate1h": ratio(
-            sum_by(tokens, "model"), dict(model_held), 3600
-        ),
+        "model:gpuwork_tokens_per_gpu_hour:ratio_rate1h": model_ratio,
         "model_name:gpuwork_tokens_per_gpu_hour:ratio_rate1h": where_tokens_went("model_name"),
         "node:gpuwork_tokens_per_gpu_hour:ratio_rate1h": where_tokens_went("node"),
-        "tenant:gpuwork_gpu_seconds_wasted:increase1h": sum_by(wasted_held, "tenant"),
-        "tenant:gpuwork_hourly_cost:sum": sum_by(holding, "tenant"),
+        "tenant_model:gpuwork_tokens_per_gpu_hour:ratio_rate1h": ratio(
+            sum_by(tokens, C, "tenant", "model"), held_for_model(serving_pods), 3600
+        ),
+        "tenant_model:gpuwork_fleet_tokens_per_gpu_hour:ratio_rate1h": {
+            k: model_ratio[key(dict(k), "model")]
+            for k in serving_pods
+            if key(dict(k), "model") in model_ratio
+        },
+        "tenant:gpuwork_gpu_seconds_wasted:increase1h": sum_by(wasted_held, C, "tenant"),
+        "tenant:gpuwork_gpu_fraction_held:sum": sum_by(holding_gpus, C, "tenant"),
+        "tenant:gpuwork_hourly_cost:sum": sum_by(holding, C, "tenant"),
         "tenant:gpuwork_cost:increase1h": tenant_cost,
-        "tenant:gpuwork_cost_wasted:increase1h": sum_by(wasted_spent, "tenant"),
+        "tenant:gpuwork_cost_wasted:increase1h": sum_by(wasted_spent, C, "tenant"),
         "tenant:gpuwork_cost_per_million_tokens:ratio_rate1h": ratio(
             tenant_cost, tenant_tokens, 1e6
         ),
         "tenant:gpuwork_engine_requests_finished:increase1h": tenant_requests,
         "tenant:gpuwork_cost_per_request:ratio_rate1h": ratio(tenant_cost, tenant_requests),
+        "gpu_uuid:gpuwork_device_sm_active_ratio:fraction_weighted": ratio(
+            dict(active), dict(reporting)
+        ),
     }
 
 
@@ -401,14 +459,20 @@ async def test_the_rules_give_what_the_samples_and_the_truth_give(
     assert 0 < sum(wasted.values()) < sum(cost.values())
 
 
+# The synthetic history's second node is in another cluster of the same store.
+CLUSTER_OF_NODE = {"n1": "", "n2": "east"}
+
+
 def synthetic() -> dict[tuple[str, Labels], list[float | None]]:
     """What the mixed node lacks: a pod on two GPU models serving two models, a counter
-    reset, a pod and its device gone mid-hour, a pod come mid-hour, two nodes."""
+    reset, a pod and its device gone mid-hour, a pod come mid-hour, two nodes in two
+    clusters, a MIG GPU whose instances report different activity (one none), a pod
+    holding half of a time-sliced MIG instance."""
     history: dict[tuple[str, Labels], list[float | None]] = {}
 
     def put(name: str, value: Callable[[int], float], since: int = 0, until: int = STEPS,
             **labels: str) -> None:  # fmt: skip
-        history[(name, labelled(**labels))] = [
+        history[(name, labelled(**labels, **JOB))] = [
             value(i) if since <= i < until else None for i in range(STEPS)
         ]
 
@@ -417,22 +481,43 @@ def synthetic() -> dict[tuple[str, Labels], list[float | None]]:
         "MIG-b": ("GPU-b", "NVIDIA A100-SXM4-80GB", "n1", 3 / 7, 2.0, (0, STEPS)),
         "GPU-c": ("GPU-c", "NVIDIA L4", "n2", 1.0, 1.0, (0, 200)),
         "GPU-d": ("GPU-d", "NVIDIA H200", "n2", 1.0, 5.0, (0, STEPS)),
+        "MIG-e1": ("GPU-e", "NVIDIA H200", "n2", 1 / 7, 5.0, (0, STEPS)),
+        "MIG-e2": ("GPU-e", "NVIDIA H200", "n2", 3 / 7, 5.0, (0, STEPS)),
+        "MIG-e3": ("GPU-e", "NVIDIA H200", "n2", 2 / 7, 5.0, (0, STEPS)),
     }
     for device, (gpu, model, node, fraction, price, (since, until)) in gpus.items():
+        cluster = {CLUSTER: CLUSTER_OF_NODE[node]}
         put("gpuwork_gpu_info", lambda i: 1, since, until, gpu_uuid=gpu, model_name=model,
-            node=node, mig_mode="enabled" if device[0] == "M" else "disabled")  # fmt: skip
+            node=node, mig_mode="enabled" if device[0] == "M" else "disabled",
+            **cluster)  # fmt: skip
         put("gpuwork_device_info", lambda i: 1, since, until, device=device, gpu_uuid=gpu,
-            node=node)  # fmt: skip
-        put("gpuwork_device_gpu_fraction", lambda i, f=fraction: f, since, until, device=device)
+            node=node, **cluster)  # fmt: skip
+        put("gpuwork_device_gpu_fraction", lambda i, f=fraction: f, since, until, device=device,
+            **cluster)  # fmt: skip
         put("gpuwork_device_hourly_cost", lambda i, c=price * fraction: c, since, until,
-            device=device)  # fmt: skip
+            device=device, **cluster)  # fmt: skip
+
+    def active(device: str, value: Callable[[int], float]) -> None:
+        since, until = gpus[device][5]
+        put("gpuwork_device_sm_active_ratio", value, since, until, device=device,
+            **{CLUSTER: CLUSTER_OF_NODE[gpus[device][2]]})  # fmt: skip
+
+    active("GPU-a", lambda i: 0.6)
+    active("GPU-c", lambda i: 0.5)  # gone by the end: no figure
+    active("GPU-d", lambda i: 0.1 + i / 1000)
+    active("MIG-e1", lambda i: 0.9 if i > STEPS // 2 else 0.1)  # read now: 0.9
+    active("MIG-e2", lambda i: 0.2)
+    # MIG-b and MIG-e3 report no activity (an A100's instances have no GPM)
 
     def holds(pod: str, tenant: str, device: str, since: int = 0, until: int = STEPS,
-              idle: range = range(0), no_process: range = range(0)) -> None:  # fmt: skip
-        """The pod holds the device from step `since` to `until`: busy but in those steps."""
-        gpu_seconds = INTERVAL * gpus[device][3]
-        ids = {"namespace": tenant, "pod": pod, "tenant": tenant}
-        put("gpuwork_device_allocation", lambda i: 1, since, until, device=device,
+              idle: range = range(0), no_process: range = range(0),
+              share: float = 1.0) -> None:  # fmt: skip
+        """The pod holds `share` of the device from step `since` to `until`: busy but in
+        those steps."""
+        gpu_seconds = INTERVAL * gpus[device][3] * share
+        ids = {"namespace": tenant, "pod": pod, "tenant": tenant,
+               CLUSTER: CLUSTER_OF_NODE[gpus[device][2]]}  # fmt: skip
+        put("gpuwork_device_allocation", lambda i: share, since, until, device=device,
             container="main", **ids)  # fmt: skip
 
         def charged(steps: range) -> Callable[[int], float]:  # GPU-seconds up to step i
@@ -449,8 +534,9 @@ def synthetic() -> dict[tuple[str, Labels], list[float | None]]:
                 state=state, **ids)  # fmt: skip
 
     def serves(pod: str, tenant: str, model: str, tokens: Callable[[int], float],
-               since: int = 0, until: int = STEPS) -> None:  # fmt: skip
-        ids = {"namespace": tenant, "pod": pod, "tenant": tenant, "model": model}
+               since: int = 0, until: int = STEPS, node: str = "n1") -> None:  # fmt: skip
+        ids = {"namespace": tenant, "pod": pod, "tenant": tenant, "model": model,
+               CLUSTER: CLUSTER_OF_NODE[node]}  # fmt: skip
         for kind, scale in (("generation", 1.0), ("prompt", 4.0)):
             put("gpuwork_tokens_total", lambda i, s=scale: s * tokens(i), since, until, type=kind,
                 engine="vllm", **ids)  # fmt: skip
@@ -462,11 +548,14 @@ def synthetic() -> dict[tuple[str, Labels], list[float | None]]:
     serves("p1", "t1", "m1", lambda i: 50.0 * (i if i < 250 else i - 250))  # reset at 250
     serves("p1", "t1", "m2", lambda i: 30.0 * i)
     holds("p2", "t2", "GPU-c", until=200, no_process=range(40, 90))
-    serves("p2", "t2", "m1", lambda i: 40.0 * i, until=200)
+    serves("p2", "t2", "m1", lambda i: 40.0 * i, until=200, node="n2")
     holds("p3", "t2", "GPU-d", since=150, idle=range(150, 200))
-    serves("p3", "t2", "", lambda i: 1000 + 20.0 * (i - 150), since=150)  # TGI: no model
+    serves("p3", "t2", "", lambda i: 1000 + 20.0 * (i - 150), since=150, node="n2")  # TGI
     put("gpuwork_device_state_seconds_total", lambda i: INTERVAL * min(i, 150),
-        device="GPU-d", state="unallocated")  # fmt: skip
+        device="GPU-d", state="unallocated", **{CLUSTER: "east"})  # fmt: skip
+    holds("p4", "t3", "MIG-e1")
+    serves("p4", "t3", "m1", lambda i: 25.0 * i, node="n2")
+    holds("p5", "t3", "MIG-e2", share=0.5, idle=range(STEPS))  # a notebook, half the instance
     return history
 
 
@@ -476,6 +565,7 @@ def test_the_rules_split_and_join_as_python_does(tmp_path: Path) -> None:
     history = synthetic()
     expected = expected_rules(Samples(history))
     promtool_agrees(tool, history, expected, tmp_path)
+    east = {CLUSTER: "east"}
 
     # p1 alone ran on GPU-a and MIG-b: both GPU models show its tokens per GPU-hour
     per_pod = expected["namespace_pod:gpuwork_tokens_per_gpu_hour:ratio_rate1h"]
@@ -488,15 +578,62 @@ def test_the_rules_split_and_join_as_python_does(tmp_path: Path) -> None:
     m2_tokens = expected["namespace_pod_model:gpuwork_tokens:increase1h"][
         labelled(namespace="t1", pod="p1", tenant="t1", model="m2")
     ]
-    p1_seconds = sum(v for k, v in
-                     expected["namespace_pod_state:gpuwork_device_state_seconds:increase1h"].items()
-                     if dict(k)["pod"] == "p1")  # fmt: skip
+    pod_seconds: defaultdict[str, float] = defaultdict(float)
+    for k, v in expected["namespace_pod_state:gpuwork_device_state_seconds:increase1h"].items():
+        pod_seconds[dict(k)["pod"]] += v
+    p1_seconds = pod_seconds["p1"]
     assert by_model[labelled(model="m2")] == pytest.approx(m2_tokens / (p1_seconds / 2) * 3600)
     # the L4 left mid-hour: its GPU-seconds are still priced and placed
-    assert labelled(model_name="NVIDIA L4") in by_gpu
+    assert labelled(model_name="NVIDIA L4", **east) in by_gpu
+    # every aggregation kept the cluster: n2's figures are east's
     assert set(expected["node:gpuwork_tokens_per_gpu_hour:ratio_rate1h"]) == {
         labelled(node="n1"),
-        labelled(node="n2"),
+        labelled(node="n2", **east),
+    }
+    assert set(expected["tenant:gpuwork_tokens:increase1h"]) == {
+        labelled(tenant="t1"),
+        labelled(tenant="t2", **east),
+        labelled(tenant="t3", **east),
+    }
+
+    # per tenant and model: t1 is m2's only server, with half of p1's GPU time
+    per_tenant_model = expected["tenant_model:gpuwork_tokens_per_gpu_hour:ratio_rate1h"]
+    fleet = expected["tenant_model:gpuwork_fleet_tokens_per_gpu_hour:ratio_rate1h"]
+    assert per_tenant_model[labelled(tenant="t1", model="m2")] == pytest.approx(
+        by_model[labelled(model="m2")]
+    )
+    # t3's figure for m1 counts p4 alone, not its notebook p5: above t3's own figure
+    tokens = expected["namespace_pod_model:gpuwork_tokens:increase1h"]
+    p4_tokens = tokens[labelled(namespace="t3", pod="p4", tenant="t3", model="m1", **east)]
+    p2_tokens = tokens[labelled(namespace="t2", pod="p2", tenant="t2", model="m1", **east)]
+    t3_m1 = per_tenant_model[labelled(tenant="t3", model="m1", **east)]
+    assert t3_m1 == pytest.approx(p4_tokens / pod_seconds["p4"] * 3600)
+    per_tenant = expected["tenant:gpuwork_tokens_per_gpu_hour:ratio_rate1h"]
+    assert t3_m1 > per_tenant[labelled(tenant="t3", **east)]
+    # the fleet's figure for m1 in east (p2 and p4), on each tenant of east serving m1;
+    # n1's m1 (p1, half its time) is another cluster's fleet
+    east_m1 = (p2_tokens + p4_tokens) / (pod_seconds["p2"] + pod_seconds["p4"]) * 3600
+    assert fleet == {
+        labelled(tenant="t1", model="m1"): by_model[labelled(model="m1")],
+        labelled(tenant="t1", model="m2"): by_model[labelled(model="m2")],
+        labelled(tenant="t2", model="m1", **east): pytest.approx(east_m1),
+        labelled(tenant="t3", model="m1", **east): pytest.approx(east_m1),
+        labelled(tenant="t2", **east): by_model[labelled(**east)],  # TGI: no model
+    }
+
+    # GPUs held now: t1 a whole GPU and a 3g instance; t2 the H200 (the L4 is gone);
+    # t3 a 1g instance and half a 3g one
+    assert expected["tenant:gpuwork_gpu_fraction_held:sum"] == {
+        labelled(tenant="t1"): pytest.approx(1 + 3 / 7),
+        labelled(tenant="t2", **east): pytest.approx(1.0),
+        labelled(tenant="t3", **east): pytest.approx(1 / 7 + 3 / 14),
+    }
+    # SM activity per GPU: a whole GPU's own; GPU-e's two reporting instances weighted
+    # by their fraction, the silent one left out: (0.9 x 1/7 + 0.2 x 3/7) / (4/7)
+    assert expected["gpu_uuid:gpuwork_device_sm_active_ratio:fraction_weighted"] == {
+        labelled(node="n1", gpu_uuid="GPU-a"): pytest.approx(0.6),
+        labelled(node="n2", gpu_uuid="GPU-d", **east): pytest.approx(0.1 + (STEPS - 1) / 1000),
+        labelled(node="n2", gpu_uuid="GPU-e", **east): pytest.approx(0.375),
     }
 
 

@@ -277,7 +277,8 @@ def dashboard(config: Config) -> Board:
     # Who sits on each unhealthy GPU: a lost GPU's device series are gone, so its
     # devices and holders are the last ones seen in the range. An XID that names a MIG
     # instance (device="MIG-...") hits that instance's holders only; any other (the GPU
-    # itself) every holder on the GPU.
+    # itself) every holder on the GPU. max: an exporter restart in the range leaves two
+    # series of one allocation (another instance).
     gpu_faults = (
         f"(gpuwork_gpu_lost{raw()} == 1)"
         f" or (increase(gpuwork_gpu_xid_errors_total{raw(NOT_MIG)}[$__range]) > 0)"
@@ -287,7 +288,7 @@ def dashboard(config: Config) -> Board:
     )
     mig_faults = f"increase(gpuwork_gpu_xid_errors_total{raw(MIG)}[$__range]) > 0"
     held = (
-        f"sum by ({cl}, gpu_uuid, device, node, tenant, namespace, pod) ("
+        f"max by ({cl}, gpu_uuid, device, node, tenant, namespace, pod) ("
         f"last_over_time(gpuwork_device_allocation{raw()}[$__range])"
         f" * on ({cl}, device) group_left (gpu_uuid, node)"
         f" group by ({cl}, device, gpu_uuid, node) ("

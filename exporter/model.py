@@ -78,7 +78,9 @@ class GpuStats:
     remapped_rows_uncorrectable: int | None = None
     row_remap_pending: bool | None = None
     row_remap_failed: bool | None = None
-    xid_errors: Mapping[int, int] = field(default_factory=dict)  # xid -> count since start
+    # (device, xid) -> count since start. `device`: the MIG device's UUID where the event
+    # named a GPU instance the reader knew on this GPU, else this GPU's own UUID.
+    xid_errors: Mapping[tuple[str, int], int] = field(default_factory=dict)
     devices: tuple[DeviceStats, ...] = ()
 
 

@@ -8,6 +8,10 @@ library returns in the same situation:
 - a GPU that fell off the bus answers GPU_IS_LOST, from `nvmlDeviceGetHandleByIndex` on;
 - MIG slots without an instance answer NOT_FOUND; utilization on MIG answers
   NOT_SUPPORTED; GPM exists only on Hopper and newer;
+- remapped rows answer NOT_SUPPORTED on a GPU in MIG mode with active instances, as
+  NVML's documentation says it cannot query them there;
+- an XID event names the GPU and compute instance of the MIG slot its fault names,
+  or 0xFFFFFFFF for both;
 - after a MIG re-partition, old MIG handles answer INVALID_ARGUMENT;
 - while the driver is unloaded every call answers DRIVER_NOT_LOADED, and after it
   is back, UNINITIALIZED until `nvmlInit` runs again.
@@ -28,6 +32,7 @@ from simulator.loads import runs_process
 from simulator.node import MigInstance, SimulatedNode, pod_pid
 
 PROCESS_SAMPLE_BUFFER_SECONDS = 10.0  # how far back NVML's per-process samples reach
+NO_INSTANCE = 0xFFFFFFFF  # NVML's GPU/compute instance id outside MIG
 
 
 def _fail(code: int) -> pynvml.NVMLError:
@@ -378,6 +383,8 @@ class SimulatedNvml:
         index, now = self._gpu(handle)
         if not self.node.models[index].remapped_rows:
             raise _fail(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        if any(self.node.layout(index, now) or ()):  # MIG with active instances
+            raise _fail(pynvml.NVML_ERROR_NOT_SUPPORTED)
         # Each uncorrectable ECC error remaps a row, pending until the next GPU reset.
         _, uncorrected = self.node.ecc_errors(index, now)
         return (0, uncorrected, int(uncorrected > 0), 0)
@@ -396,8 +403,16 @@ class SimulatedNvml:
         now = self._now()
         for fault in self.node.xid_events(event_set.delivered_until, now):
             if event_set.registered.get(fault.gpu, 0) & pynvml.nvmlEventTypeXidCriticalError:
-                event = EventData(GpuHandle(fault.gpu), pynvml.nvmlEventTypeXidCriticalError,
-                                  fault.xid, 0xFFFFFFFF, 0xFFFFFFFF)  # fmt: skip
+                # The instance in the fault's slot when the fault happened (the scenario
+                # checks there is one); none named: 0xFFFFFFFF, as NVML says.
+                instance = self._instance(fault.gpu, fault.slot, fault.at)
+                event = EventData(
+                    GpuHandle(fault.gpu),
+                    pynvml.nvmlEventTypeXidCriticalError,
+                    fault.xid,
+                    instance.gpu_instance_id if instance else NO_INSTANCE,
+                    instance.compute_instance_id if instance else NO_INSTANCE,
+                )
                 event_set.pending.extend([event] * fault.count)
         event_set.delivered_until = max(event_set.delivered_until, now)
         if not event_set.pending:

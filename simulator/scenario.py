@@ -160,6 +160,33 @@ class XidFault(_FaultBase):
     gpu: int
     xid: int = Field(ge=1, le=1023)
     count: int = Field(1, ge=1)
+    slot: int | None = Field(
+        None,
+        ge=0,
+        description="the MIG slot whose instance the event names (S, as in a pod's G/S): it "
+        "carries that instance's GPU and compute instance ids; absent: the event names no "
+        "instance (0xFFFFFFFF), as for an error of the whole GPU",
+    )
+
+    def check_slot(self, specs: Sequence[GpuSpec], faults: Sequence[object]) -> None:
+        """A `slot` names an instance of the GPU's MIG layout at `at`."""
+        if self.slot is None:
+            return
+        layout = specs[self.gpu].mig
+        if layout is None:
+            raise ValueError(f"xid fault: GPU {self.gpu} is not in MIG mode; `slot` needs MIG")
+        repartitions = sorted(
+            (f for f in faults
+             if isinstance(f, MigRepartitionFault) and f.gpu == self.gpu and f.at <= self.at),
+            key=_at,
+        )  # fmt: skip
+        if repartitions:
+            layout = repartitions[-1].mig
+        if self.slot >= len(layout) or not layout[self.slot]:
+            raise ValueError(
+                f"xid fault: GPU {self.gpu} has no MIG instance in slot {self.slot} "
+                f"at {self.at:g} s"
+            )
 
 
 class EccFault(_FaultBase):
@@ -318,6 +345,8 @@ class Scenario(_Strict):
         for fault in self.faults:
             if hasattr(fault, "gpu") and fault.gpu >= len(specs):
                 raise ValueError(f"{fault.kind} fault: no GPU {fault.gpu}")
+            if isinstance(fault, XidFault):
+                fault.check_slot(specs, self.faults)
             if isinstance(fault, MigRepartitionFault):
                 check_mig_layout(specs[fault.gpu].model, fault.mig)
                 if specs[fault.gpu].mig is None:

@@ -160,8 +160,9 @@ def _gpu_families(snapshot: NodeSnapshot) -> Iterator[Metric]:
     )
     xid = _counter(
         "gpuwork_gpu_xid_errors",
-        "XID critical errors seen since the exporter started, by XID code.",
-        ("gpu_uuid", "xid"),
+        "XID critical errors seen since the exporter started, by XID code and by the device "
+        "they hit: the MIG device whose GPU instance the event names, else the whole GPU.",
+        ("gpu_uuid", "device", "xid"),
     )
     for gpu in live:
         for sensor, value in (("gpu", gpu.gpu_temperature_celsius),
@@ -180,8 +181,8 @@ def _gpu_families(snapshot: NodeSnapshot) -> Iterator[Metric]:
             if rows is not None:
                 remapped.add_metric([gpu.uuid, kind], rows)
     for gpu in gpus:  # XIDs stay visible on a lost GPU: they say why it was lost
-        for code, count in sorted(gpu.xid_errors.items()):
-            xid.add_metric([gpu.uuid, str(code)], count)
+        for (device, code), count in sorted(gpu.xid_errors.items()):
+            xid.add_metric([gpu.uuid, device, str(code)], count)
     yield from (temperature, throttle, ecc, remapped, xid)
 
 

@@ -4,7 +4,7 @@ The golden exposition `tests/golden/small.prom` is the public interface in one
 file. After an intended change to metric names, labels or values, regenerate it
 and review the diff:
 
-    GPUWORK_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_metrics.py -k golden
+    GPUWORK_UPDATE_GOLDEN=1 .venv/bin/pytest tests/exposition/test_families.py -k golden
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 import exporter.exposition.families
 from exporter.cli import build_registry
 from exporter.exposition.families import SnapshotCollector, build_families
+from exporter.sources.nvml.reader import NvmlReader
 from simulator.scenario import load_scenario
 from tests.support.paths import GOLDEN as GOLDEN_DIR
 from tests.support.programs import promtool
@@ -175,7 +176,71 @@ def test_mig_without_gpm_has_no_activity_sample_not_a_zero() -> None:
         assert value is not None and 0 <= value <= 1
 
 
-# -- (e) SnapshotCollector ---------------------------------------------------------------------
+def test_remapped_rows_of_a_mig_gpu_with_instances_are_absent_not_zero() -> None:
+    sim = make_sim("small")  # GPU 0 whole, GPU 1 in MIG mode with three instances
+    _, reading = two_readings(sim)
+    registry = registry_of(snapshot_of(reading, sim))
+    whole, mig = (g.uuid for g in reading.gpus)
+
+    rows = {(s["gpu_uuid"], s["type"]) for s in samples(registry, "gpuwork_gpu_remapped_rows")}
+    assert rows == {(whole, "correctable"), (whole, "uncorrectable")}
+    for name in ("gpuwork_gpu_row_remap_pending", "gpuwork_gpu_row_remap_failed"):
+        assert registry.get_sample_value(name, {"gpu_uuid": whole}) == 0
+        assert registry.get_sample_value(name, {"gpu_uuid": mig}) is None
+    # the MIG GPU's other telemetry is there: only the rows are unknown
+    assert registry.get_sample_value("gpuwork_gpu_power_watts", {"gpu_uuid": mig})
+
+
+# -- (e) XIDs by device ------------------------------------------------------------------------
+
+
+def test_xids_are_counted_against_the_mig_device_they_name_else_the_gpu() -> None:
+    data = load_scenario("small").model_dump(mode="json")
+    data["faults"] = [
+        {"kind": "xid", "at": 2, "gpu": 1, "slot": 1, "xid": 43, "count": 2},
+        {"kind": "xid", "at": 3, "gpu": 1, "xid": 79},  # names no instance
+        {"kind": "xid", "at": 4, "gpu": 0, "xid": 13},  # a GPU without MIG
+    ]
+    sim = make_sim(scenario_from(data))
+    _, reading = two_readings(sim)
+    registry = registry_of(snapshot_of(reading, sim))
+    whole, mig = (g.uuid for g in reading.gpus)
+    slot1 = (sim.node.layout(1, sim.clock()) or ())[1]
+    assert slot1 is not None
+
+    xids = {
+        (s["gpu_uuid"], s["device"], s["xid"]): registry.get_sample_value(
+            "gpuwork_gpu_xid_errors_total", s
+        )
+        for s in samples(registry, "gpuwork_gpu_xid_errors_total")
+    }
+    assert xids == {
+        (mig, slot1.uuid, "43"): 2,
+        (mig, mig, "79"): 1,
+        (whole, whole, "13"): 1,
+    }
+    # the device is the one gpuwork_device_info names, so alerts join on it
+    info = {d["device"]: d["gpu_uuid"] for d in samples(registry, "gpuwork_device_info")}
+    assert info[slot1.uuid] == mig
+
+
+def test_the_xid_cap_counts_device_and_code_pairs_as_dropped_series() -> None:
+    data = load_scenario("small").model_dump(mode="json")
+    data["faults"] = [
+        {"kind": "xid", "at": 2 + slot / 10, "gpu": 1, "slot": slot, "xid": 43}
+        for slot in (0, 1, 3)
+    ]
+    sim = make_sim(scenario_from(data))
+    sim.reader = NvmlReader(sim.nvml, max_xids_per_gpu=2)
+    _, reading = two_readings(sim)
+    registry = registry_of(snapshot_of(reading, sim))
+
+    assert len(samples(registry, "gpuwork_gpu_xid_errors_total")) == 2
+    dropped = {"reason": "xid_cap"}
+    assert registry.get_sample_value("gpuwork_exporter_dropped_series_total", dropped) == 1
+
+
+# -- (f) SnapshotCollector ---------------------------------------------------------------------
 
 
 def test_describe_returns_nothing_and_collect_is_empty_before_the_first_update() -> None:

@@ -152,9 +152,50 @@ def test_events_are_delivered_once_to_registered_sets() -> None:
     assert (event.eventType, event.eventData, event.device) == (
         pynvml.nvmlEventTypeXidCriticalError, 48, handle,
     )  # fmt: skip
+    assert (event.gpuInstanceId, event.computeInstanceId) == (0xFFFFFFFF, 0xFFFFFFFF)
     for event_set in (registered, unregistered):
         with pytest.raises(pynvml.NVMLError_Timeout):
             sim.nvml.nvmlEventSetWait_v2(event_set, 0)
+
+
+def test_an_xid_on_a_mig_slot_names_its_instance_as_it_was_then() -> None:
+    faults = [
+        {"kind": "xid", "at": 2, "gpu": 0, "slot": 1, "xid": 43},
+        {"kind": "xid", "at": 3, "gpu": 0, "xid": 48},
+        {"kind": "mig_repartition", "at": 4, "gpu": 0, "mig": ["7g.80gb"]},
+        {"kind": "xid", "at": 5, "gpu": 0, "slot": 0, "xid": 31},
+    ]
+    gpus = [{"model": "H100-SXM5-80GB", "mig": ["3g.40gb", "2g.20gb"]}]
+    sim = make_sim(scenario_from({"name": "t", "gpus": gpus, "faults": faults}))
+    sim.nvml.nvmlInit()
+    events = sim.nvml.nvmlEventSetCreate()
+    parent = sim.nvml.nvmlDeviceGetHandleByIndex(0)
+    sim.nvml.nvmlDeviceRegisterEvents(parent, pynvml.nvmlEventTypeXidCriticalError, events)
+    before = sim.node.layout(0, 1.0) or ()
+    assert [m.gpu_instance_id for m in before if m] == [1, 3]
+    sim.clock.advance(10)
+    seen = [sim.nvml.nvmlEventSetWait_v2(events, 0) for _ in range(3)]
+    assert [(e.eventData, e.gpuInstanceId, e.computeInstanceId) for e in seen] == [
+        (43, 3, 0),  # slot 1's 2g.20gb, destroyed since: the id it had then
+        (48, 0xFFFFFFFF, 0xFFFFFFFF),  # no instance named
+        (31, 0, 0),  # slot 0's 7g.80gb after the re-partition
+    ]
+    assert all(e.device == parent for e in seen)
+
+
+def test_remapped_rows_are_not_supported_on_a_mig_gpu_with_instances() -> None:
+    gpus = [
+        {"model": "H100-SXM5-80GB", "mig": ["3g.40gb"]},
+        {"model": "H100-SXM5-80GB", "mig": [None]},  # MIG mode, no instance yet
+        {"model": "H100-SXM5-80GB"},
+    ]
+    sim = make_sim(scenario_from({"name": "t", "gpus": gpus}))
+    sim.nvml.nvmlInit()
+    mig, empty, whole = (sim.nvml.nvmlDeviceGetHandleByIndex(i) for i in range(3))
+    with pytest.raises(pynvml.NVMLError_NotSupported):
+        sim.nvml.nvmlDeviceGetRemappedRows(mig)
+    assert sim.nvml.nvmlDeviceGetRemappedRows(empty) == (0, 0, 0, 0)
+    assert sim.nvml.nvmlDeviceGetRemappedRows(whole) == (0, 0, 0, 0)
 
 
 def test_driver_outage() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from simulator.hardware import GPU_MODELS
-from simulator.scenario import BUILT_IN, ScenarioError, load_scenario
+from simulator.scenario import BUILT_IN, ScenarioError, XidFault, load_scenario
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -117,6 +117,17 @@ def test_a_path_works_in_place_of_a_name(tmp_path: Path) -> None:
          "devices: ['0'], cold_start_seconds: -1}]", "cold_start_seconds"),
         ("name: x\ngpus: [{model: L4}]\npods: [{name: p, namespace: n, tenant: t, "
          "devices: ['0'], engine: null, metrics_port: 9000}]", "`metrics_port` needs an engine"),
+        ("name: x\ngpus: [{model: L4}]\nfaults: [{kind: xid, at: 1, gpu: 0, xid: 43, slot: 0}]",
+         "xid fault: GPU 0 is not in MIG mode; `slot` needs MIG"),
+        ("name: x\ngpus: [{model: H100-SXM5-80GB, mig: [3g.40gb, null]}]\nfaults: [{kind: xid, "
+         "at: 1, gpu: 0, xid: 43, slot: 1}]",
+         "xid fault: GPU 0 has no MIG instance in slot 1 at 1 s"),
+        ("name: x\ngpus: [{model: H100-SXM5-80GB, mig: [3g.40gb, 3g.40gb]}]\nfaults: ["
+         "{kind: mig_repartition, at: 5, gpu: 0, mig: [7g.80gb]}, "
+         "{kind: xid, at: 6, gpu: 0, xid: 43, slot: 1}]",
+         "xid fault: GPU 0 has no MIG instance in slot 1 at 6 s"),
+        ("name: x\ngpus: [{model: H100-SXM5-80GB, mig: [3g.40gb]}]\nfaults: [{kind: xid, "
+         "at: 1, gpu: 0, xid: 43, slot: -1}]", "slot: Input should be greater than or equal to 0"),
         ("name: x\ngpus: [{model: L4}]\nextra: 1", "extra: Extra inputs are not permitted"),
         ("name: x\ngpus: [{model: L4", "not valid YAML"),
     ],
@@ -127,6 +138,18 @@ def test_mistakes_are_named(tmp_path: Path, document: str, message: str) -> None
         load_scenario(path)
     assert message in str(error.value) and str(error.value).startswith(path)
     assert "\n" not in str(error.value)
+
+
+def test_an_xid_slot_is_checked_against_the_layout_at_its_time(tmp_path: Path) -> None:
+    scenario = load_scenario(write(tmp_path, (
+        "name: x\ngpus: [{model: H100-SXM5-80GB, mig: [7g.80gb]}]\nfaults: ["
+        "{kind: xid, at: 6, gpu: 0, xid: 43, slot: 1}, "
+        "{kind: mig_repartition, at: 5, gpu: 0, mig: [3g.40gb, 3g.40gb]}, "
+        "{kind: xid, at: 4, gpu: 0, xid: 31, slot: 0}, {kind: xid, at: 4, gpu: 0, xid: 79}]"
+    )))  # fmt: skip
+    assert [(f.at, f.slot) for f in scenario.faults if isinstance(f, XidFault)] == [
+        (6.0, 1), (4.0, 0), (4.0, None),
+    ]  # fmt: skip
 
 
 def test_unknown_name_lists_the_built_ins() -> None:

@@ -12,7 +12,7 @@ Fault rules, after nvitop's `libnvml.py`:
   caller shuts NVML down and retries `nvmlInit` with backoff.
 - Any other error costs only its own sample and is counted by kind.
 
-Why one module of some 520 lines: identity, samples, MIG instances, GPM and XID events
+Why one module of some 550 lines: identity, samples, MIG instances, GPM and XID events
 are read in one pass per GPU with shared per-session caches; the library's shape and
 error rules are apart in `library.py`, its thread and restarts in `source.py`.
 """
@@ -94,7 +94,7 @@ class NvmlReader:
         self._last_known: dict[int, _GpuIdentity] = {}  # by index, survives re-init
         self._migs: dict[str, _MigIdentity] = {}  # by MIG UUID
         self._gpm_samples: dict[str, Any] = {}  # device -> last GPM sample
-        self._xids: dict[str, Counter[int]] = {}  # GPU UUID -> xid -> count
+        self._xids: dict[str, Counter[tuple[str, int]]] = {}  # GPU UUID -> (device, xid) -> n
         self._logged: set[tuple[str, str]] = set()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -139,7 +139,7 @@ class NvmlReader:
         self._calls = 0
         read = (self._read_gpu(index) for index in range(self._gpu_count))
         gpus = tuple(gpu for gpu in read if gpu is not None)
-        self._drain_xid_events()
+        self._drain_xid_events(gpus)
         live_devices = {d.device for gpu in gpus for d in gpu.devices}
         self._forget_gone_devices(live_devices)
         gpus = tuple(self._with_xids(gpu) for gpu in gpus)
@@ -222,7 +222,11 @@ class NvmlReader:
         temp = sample("temperature", nvml.nvmlDeviceGetTemperature, pynvml.NVML_TEMPERATURE_GPU)
         sm_mhz = sample("sm_clock", nvml.nvmlDeviceGetClockInfo, pynvml.NVML_CLOCK_SM)
         mem_mhz = sample("memory_clock", nvml.nvmlDeviceGetClockInfo, pynvml.NVML_CLOCK_MEM)
-        remapped = sample("remapped_rows", nvml.nvmlDeviceGetRemappedRows)
+        # NVML's documentation: on a MIG GPU with active instances, remapped rows cannot be
+        # queried. Unknown, not zero, whatever a driver answers: not asked, absent.
+        remapped = None
+        if mig_mode is not MigMode.ENABLED or not devices:
+            remapped = sample("remapped_rows", nvml.nvmlDeviceGetRemappedRows)
         return GpuStats(
             uuid=uuid,
             index=index,
@@ -431,9 +435,14 @@ class NvmlReader:
 
     # -- XID events --------------------------------------------------------------
 
-    def _drain_xid_events(self) -> None:
+    def _drain_xid_events(self, gpus: tuple[GpuStats, ...]) -> None:
+        """Counts the XID events waiting, each against the MIG device it names, if any."""
         if self._event_set is None:
             return
+        instances: dict[tuple[str, int], list[DeviceStats]] = {}  # (GPU UUID, GI id) -> devices
+        for d in (d for gpu in gpus for d in gpu.devices):
+            if d.gpu_instance_id is not None:
+                instances.setdefault((d.gpu_uuid, d.gpu_instance_id), []).append(d)
         for _ in range(MAX_EVENTS_PER_READ):
             try:
                 event = self._call(self._nvml.nvmlEventSetWait_v2, self._event_set, 0)
@@ -447,12 +456,15 @@ class NvmlReader:
                 continue
             uuid = self._uuid_of(event.device)
             xid = int(event.eventData)
+            device = _device_of_event(uuid, event, instances)
             counts = self._xids.setdefault(uuid, Counter())
-            if xid not in counts and len(counts) >= self._max_xids_per_gpu:
+            if (device, xid) not in counts and len(counts) >= self._max_xids_per_gpu:
                 self.dropped_series["xid_cap"] += 1
                 continue
-            counts[xid] += 1
-            log.warning("xid error", gpu=uuid, xid=xid, gpu_instance=event.gpuInstanceId)
+            counts[device, xid] += 1
+            log.warning("xid error", gpu=uuid, device=device, xid=xid,
+                        gpu_instance=event.gpuInstanceId,
+                        compute_instance=event.computeInstanceId)  # fmt: skip
 
     def _uuid_of(self, handle: Any) -> str:
         known = self._uuid_by_handle.get(handle_key(handle))
@@ -521,3 +533,19 @@ class NvmlReader:
             self._quietly(self._nvml.nvmlGpmSampleFree, self._gpm_samples.pop(device))
         for mig in [m for m in self._migs if m not in live]:
             del self._migs[mig]
+
+
+def _device_of_event(
+    gpu_uuid: str, event: Any, instances: Mapping[tuple[str, int], list[DeviceStats]]
+) -> str:
+    """The device an XID event is counted against: the MIG device of the GPU instance it
+    names, where this collection read that instance, else the GPU itself.
+
+    An event that names no instance carries 0xFFFFFFFF, which no instance has. A GPU
+    instance holding several compute instances is narrowed by the event's compute
+    instance; an event that names none of them is the GPU's.
+    """
+    found = instances.get((gpu_uuid, event.gpuInstanceId), [])
+    if len(found) > 1:
+        found = [d for d in found if d.compute_instance_id == event.computeInstanceId]
+    return found[0].device if len(found) == 1 else gpu_uuid

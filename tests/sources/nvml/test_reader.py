@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pynvml
 import pytest
 
-from exporter.model import ActivitySource, GpuStats, MigMode, NvmlReading
+from exporter.model import ActivitySource, DeviceStats, GpuStats, MigMode, NvmlReading
 from exporter.sources.nvml.library import NvmlDownError, mig_profile_name
-from exporter.sources.nvml.reader import NvmlReader
+from exporter.sources.nvml.reader import NvmlReader, _device_of_event
 from simulator.node import DeviceTruth
 from tests.support.sim import Sim, make_sim, scenario_from
 
 H100 = "H100-SXM5-80GB"
+NO_ID = 0xFFFFFFFF  # NVML's instance id of an event that names no instance
 
 
 def one_gpu(faults: list[dict[str, Any]], **gpu: Any) -> dict[str, Any]:
@@ -174,15 +176,16 @@ def test_xid_events_are_counted_by_code_and_survive_gpu_loss() -> None:
         {"kind": "gpu_lost", "at": 4, "gpu": 0},
     ]
     sim = started(one_gpu(faults))
+    lost, live = sim.node.gpu_uuids[:2]
     first = sim.reader.read()
     assert gpu(first, 0).xid_errors == {}
     sim.clock.advance(9)
     second = sim.reader.read()
-    assert gpu(second, 0).lost and gpu(second, 0).xid_errors == {13: 2, 79: 1}
+    assert gpu(second, 0).lost and gpu(second, 0).xid_errors == {(lost, 13): 2, (lost, 79): 1}
     sim.clock.advance(20)
     third = sim.reader.read()
-    assert gpu(third, 0).xid_errors == {13: 2, 79: 1}
-    assert gpu(third, 1).xid_errors == {31: 1}
+    assert gpu(third, 0).xid_errors == {(lost, 13): 2, (lost, 79): 1}
+    assert gpu(third, 1).xid_errors == {(live, 31): 1}
 
 
 def test_xid_codes_per_gpu_are_capped() -> None:
@@ -192,8 +195,101 @@ def test_xid_codes_per_gpu_are_capped() -> None:
     sim.reader.start()
     sim.clock.advance(5)
     reading = sim.reader.read()
-    assert gpu(reading, 0).xid_errors == {10: 1, 11: 1, 12: 1}
+    uuid = sim.node.gpu_uuids[0]
+    assert gpu(reading, 0).xid_errors == {(uuid, 10): 1, (uuid, 11): 1, (uuid, 12): 1}
     assert sim.reader.dropped_series["xid_cap"] == 2
+
+
+def mig_uuids(sim: Sim, index: int = 0) -> list[str | None]:
+    """The MIG device UUID in each slot of GPU `index` now; None for an empty slot."""
+    return [m.uuid if m else None for m in sim.node.layout(index, sim.clock()) or ()]
+
+
+def test_an_xid_on_a_mig_instance_counts_against_that_device() -> None:
+    faults = [
+        {"kind": "xid", "at": 2, "gpu": 0, "slot": 2, "xid": 43},
+        {"kind": "xid", "at": 3, "gpu": 0, "slot": 0, "xid": 31, "count": 2},
+        {"kind": "xid", "at": 3, "gpu": 0, "slot": 2, "xid": 31},
+        {"kind": "xid", "at": 4, "gpu": 0, "xid": 79},  # names no instance: the GPU's
+        {"kind": "xid", "at": 4, "gpu": 1, "xid": 13},  # a GPU without MIG
+    ]
+    sim = started(one_gpu(faults, mig=["3g.40gb", None, "1g.10gb"]))
+    sim.reader.read()
+    sim.clock.advance(5)
+    reading = sim.reader.read()
+    slot0, _, slot2 = mig_uuids(sim)
+    parent, whole = sim.node.gpu_uuids[:2]
+    assert slot0 and slot2 and {slot0, slot2} == {d.device for d in gpu(reading, 0).devices}
+    assert gpu(reading, 0).xid_errors == {
+        (slot2, 43): 1,
+        (slot0, 31): 2,
+        (slot2, 31): 1,
+        (parent, 79): 1,
+    }
+    assert gpu(reading, 1).xid_errors == {(whole, 13): 1}
+    assert sim.reader.errors == {}
+
+
+def test_an_xid_naming_an_instance_the_reader_does_not_know_counts_against_the_gpu() -> None:
+    # GPU instance 2 (slot 1) is destroyed by the re-partition before the reader reads
+    # the event: its id names no instance of the GPU any more.
+    faults = [
+        {"kind": "xid", "at": 3, "gpu": 0, "slot": 1, "xid": 43},
+        {"kind": "mig_repartition", "at": 4, "gpu": 0, "mig": ["7g.80gb"]},
+        {"kind": "xid", "at": 6, "gpu": 0, "slot": 0, "xid": 45},
+    ]
+    sim = started(one_gpu(faults, mig=["3g.40gb", "3g.40gb"]))
+    sim.clock.advance(4)
+    reading = sim.reader.read()
+    (instance,) = gpu(reading, 0).devices
+    assert instance.gpu_instance_id == 0
+    assert gpu(reading, 0).xid_errors == {(sim.node.gpu_uuids[0], 43): 1}
+    sim.clock.advance(5)
+    assert gpu(sim.reader.read(), 0).xid_errors == {
+        (sim.node.gpu_uuids[0], 43): 1,
+        (instance.device, 45): 1,
+    }
+
+
+def test_the_xid_cap_counts_device_and_code_pairs() -> None:
+    faults = [
+        {"kind": "xid", "at": 2.0, "gpu": 0, "xid": 13},
+        {"kind": "xid", "at": 2.1, "gpu": 0, "slot": 0, "xid": 13},
+        {"kind": "xid", "at": 2.2, "gpu": 0, "slot": 1, "xid": 13},
+        {"kind": "xid", "at": 2.3, "gpu": 0, "slot": 2, "xid": 13},  # a fourth pair: dropped
+        {"kind": "xid", "at": 2.4, "gpu": 0, "slot": 0, "xid": 13},  # a known pair: counted
+        {"kind": "xid", "at": 2.5, "gpu": 1, "xid": 13},  # another GPU has a cap of its own
+    ]
+    sim = make_sim(scenario_from(one_gpu(faults, mig=["1g.10gb"] * 3)))
+    sim.reader = NvmlReader(sim.nvml, max_xids_per_gpu=3)
+    sim.reader.start()
+    sim.clock.advance(5)
+    reading = sim.reader.read()
+    slot0, slot1, _ = mig_uuids(sim)
+    parent, whole = sim.node.gpu_uuids[:2]
+    assert gpu(reading, 0).xid_errors == {(parent, 13): 1, (slot0, 13): 2, (slot1, 13): 1}
+    assert gpu(reading, 1).xid_errors == {(whole, 13): 1}
+    assert sim.reader.dropped_series["xid_cap"] == 1
+
+
+def test_an_event_naming_one_of_several_compute_instances_is_that_device() -> None:
+    # The simulated node makes one compute instance per GPU instance; NVML allows more.
+    def instance(device: str, ci: int) -> DeviceStats:
+        return DeviceStats(device, "GPU-a", "1c.3g.40gb", 1, ci, 1 / 7, None, None, None,
+                           ActivitySource.NONE, None)  # fmt: skip
+
+    instances = {("GPU-a", 1): [instance("MIG-ci0", 0), instance("MIG-ci1", 1)]}
+
+    def event(gi: int, ci: int) -> Any:
+        return SimpleNamespace(gpuInstanceId=gi, computeInstanceId=ci)
+
+    assert _device_of_event("GPU-a", event(1, 1), instances) == "MIG-ci1"
+    assert _device_of_event("GPU-a", event(1, NO_ID), instances) == "GPU-a"  # which one?
+    assert _device_of_event("GPU-a", event(2, 0), instances) == "GPU-a"
+    assert _device_of_event("GPU-b", event(1, 1), instances) == "GPU-b"
+    only = {("GPU-a", 1): [instance("MIG-one", 0)]}
+    assert _device_of_event("GPU-a", event(1, NO_ID), only) == "MIG-one"
+    assert _device_of_event("GPU-a", event(NO_ID, NO_ID), only) == "GPU-a"
 
 
 def test_ecc_errors_and_row_remapping() -> None:
@@ -209,6 +305,29 @@ def test_ecc_errors_and_row_remapping() -> None:
     assert stats.pcie_replays == 7
     assert stats.remapped_rows_uncorrectable == 1 and stats.row_remap_pending is True
     assert stats.row_remap_failed is False
+
+
+def test_remapped_rows_of_a_mig_gpu_with_instances_are_unknown_not_zero() -> None:
+    faults = [{"kind": "ecc", "at": 2, "gpu": 0, "uncorrected": 1}]
+    sim = started(one_gpu(faults, mig=["3g.40gb"]))
+    sim.clock.advance(5)
+    reading = sim.reader.read()
+    mig = gpu(reading, 0)
+    assert mig.mig_mode is MigMode.ENABLED and mig.devices
+    assert mig.ecc_uncorrected_errors == 1  # the GPU still counts its ECC errors
+    assert (mig.remapped_rows_correctable, mig.remapped_rows_uncorrectable,
+            mig.row_remap_pending, mig.row_remap_failed) == (None, None, None, None)  # fmt: skip
+    whole = gpu(reading, 1)
+    assert (whole.remapped_rows_uncorrectable, whole.row_remap_pending) == (0, False)
+    assert sim.reader.errors == {}
+
+
+def test_remapped_rows_of_a_mig_gpu_without_instances_are_read() -> None:
+    sim = started(one_gpu([{"kind": "ecc", "at": 2, "gpu": 0, "uncorrected": 1}], mig=[None]))
+    sim.clock.advance(5)
+    empty = gpu(sim.reader.read(), 0)
+    assert empty.mig_mode is MigMode.ENABLED and empty.devices == ()
+    assert (empty.remapped_rows_uncorrectable, empty.row_remap_pending) == (1, True)
 
 
 def test_mig_repartition_is_picked_up_with_no_stale_instances() -> None:
@@ -300,9 +419,10 @@ def test_identity_is_cached_so_later_collections_make_fewer_calls() -> None:
     sim.clock.advance(10)
     second = sim.reader.read()
     assert second.nvml_calls < first.nvml_calls
-    # Per GPU: handle, MIG mode, 11 telemetry calls; per instance: handle, UUID,
-    # memory, processes, GPM alloc + sample + metrics + free; one event poll.
-    assert second.nvml_calls == 8 * (2 + 11) + 56 * 8 + 1
+    # Per GPU: handle, MIG mode, 10 telemetry calls (remapped rows are not asked on a
+    # MIG GPU with instances); per instance: handle, UUID, memory, processes, GPM alloc
+    # + sample + metrics + free; one event poll.
+    assert second.nvml_calls == 8 * (2 + 10) + 56 * 8 + 1
 
 
 @pytest.mark.parametrize(

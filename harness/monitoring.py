@@ -123,8 +123,10 @@ def prometheus(
                                    "queue_config": {"batch_send_deadline": "1s"}}]  # fmt: skip
     path = scratch / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
+    # extra-scrape-metrics: scrape_body_size_bytes, which the exporter dashboard shows
     argv = [PROMETHEUS, f"--config.file={path}", f"--storage.tsdb.path={scratch / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}"]  # fmt: skip
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--enable-feature=extra-scrape-metrics"]  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     with running(argv, f"{base}/-/ready", scratch / "prometheus.log"):
         yield PromQL(base)

@@ -52,7 +52,7 @@ def dashboard(config: Config) -> Board:
         "Targets down",
         unit="short",
         description="Exporter pods Prometheus failed to scrape last time (up == 0).",
-        queries=[f"count(up{raw()} == 0)"],
+        queries=[f"count(up{raw()} == 0) or vector(0)"],
         red_from=1,
     )
     b.stat(
@@ -60,7 +60,7 @@ def dashboard(config: Config) -> Board:
         unit="short",
         description="Exporters whose NVML is not answering (gpuwork_nvml_up 0: driver "
         "missing or reloading); they retry with backoff and keep serving.",
-        queries=[f"count({per_node(f'gpuwork_nvml_up{raw()}')} == 0)"],
+        queries=[f"count({per_node(f'gpuwork_nvml_up{raw()}')} == 0) or vector(0)"],
         red_from=1,
     )
     b.stat(
@@ -68,7 +68,9 @@ def dashboard(config: Config) -> Board:
         unit="short",
         description="Exporters that cannot reach the API server: tenants come from the "
         "last known labels (gpuwork_kubernetes_metadata_stale 1).",
-        queries=[f"count({per_node(f'gpuwork_kubernetes_metadata_stale{raw()}')} == 1)"],
+        queries=[
+            f"count({per_node(f'gpuwork_kubernetes_metadata_stale{raw()}')} == 1) or vector(0)"
+        ],
         red_from=1,
     )
 
@@ -84,7 +86,7 @@ def dashboard(config: Config) -> Board:
         "(gpuwork_collector_success 0), by collector.",
         queries=[
             Query(
-                f"count by (collector) ({per_node(success, 'collector')} == 0)",
+                f"sum by (collector) (1 - {per_node(success, 'collector')})",
                 "{{collector}}",
             )
         ],
@@ -133,7 +135,7 @@ def dashboard(config: Config) -> Board:
         "reason (gpuwork_exporter_dropped_series_total).",
         queries=[
             Query(
-                f"sum by (reason) ({per_node(dropped, 'reason')})",
+                f"sum by (reason) ({per_node(dropped, 'reason')}) or vector(0)",
                 "{{reason}}",
             )
         ],

@@ -6,7 +6,7 @@ of the hardware with the pods and tenants each fault hits."""
 from __future__ import annotations
 
 from mixin.config import Config
-from mixin.dashboards.panels import RATE_INTERVAL, Board, Query
+from mixin.dashboards.panels import RATE_INTERVAL, Board, Query, counted_in
 
 IDLE = 'state=~"allocated_idle|allocated_no_process"'
 UNCORRECTED = 'type="uncorrected"'
@@ -219,7 +219,7 @@ def dashboard(config: Config) -> Board:
         unit="short",
         description="XID critical errors counted on the fleet over the dashboard's "
         "time range, all codes (raw counts, no grouping by fault domain).",
-        queries=[f"sum(increase(gpuwork_gpu_xid_errors_total{raw()}[$__range]))"],
+        queries=[f"sum({counted_in(f'gpuwork_gpu_xid_errors_total{raw()}', '$__range')})"],
         red_from=1,
     )
     b.stat(
@@ -236,7 +236,7 @@ def dashboard(config: Config) -> Board:
         "waits for a reset (gpuwork_gpu_row_remap_pending).",
         queries=[
             f"count(gpuwork_gpu_row_remap_failed{raw()} == 1 or "
-            f"gpuwork_gpu_row_remap_pending{raw()} == 1)"
+            f"gpuwork_gpu_row_remap_pending{raw()} == 1) or vector(0)"
         ],
         red_from=1,
     )
@@ -281,12 +281,12 @@ def dashboard(config: Config) -> Board:
     # series of one allocation (another instance).
     gpu_faults = (
         f"(gpuwork_gpu_lost{raw()} == 1)"
-        f" or (increase(gpuwork_gpu_xid_errors_total{raw(NOT_MIG)}[$__range]) > 0)"
+        f" or ({counted_in(f'gpuwork_gpu_xid_errors_total{raw(NOT_MIG)}', '$__range')} > 0)"
         f" or (increase(gpuwork_gpu_ecc_errors_total{raw(UNCORRECTED)}[$__range]) > 0)"
         f" or (gpuwork_gpu_row_remap_failed{raw()} == 1)"
         f" or (gpuwork_gpu_row_remap_pending{raw()} == 1)"
     )
-    mig_faults = f"increase(gpuwork_gpu_xid_errors_total{raw(MIG)}[$__range]) > 0"
+    mig_faults = f"{counted_in(f'gpuwork_gpu_xid_errors_total{raw(MIG)}', '$__range')} > 0"
     held = (
         f"max by ({cl}, gpu_uuid, device, node, tenant, namespace, pod) ("
         f"last_over_time(gpuwork_device_allocation{raw()}[$__range])"
@@ -311,7 +311,7 @@ def dashboard(config: Config) -> Board:
     )
     xids = (
         f"sum by ({cl}, gpu_uuid, xid) "
-        f"(increase(gpuwork_gpu_xid_errors_total{raw()}[$__range])) > 0"
+        f"({counted_in(f'gpuwork_gpu_xid_errors_total{raw()}', '$__range')}) > 0"
     )
     b.table(
         "XID errors per GPU",

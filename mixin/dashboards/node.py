@@ -238,7 +238,7 @@ def dashboard(config: Config) -> Board:
         "active (gpu_idle is normal on an idle GPU).",
         queries=[
             Query(
-                per_gpu(f"gpuwork_gpu_clock_throttle_active{raw()} == 1", "reason"),
+                per_gpu(f"gpuwork_gpu_clock_throttle_active{raw()}", "reason"),
                 "GPU {{gpu_index}} {{reason}}",
             )
         ],

@@ -80,6 +80,13 @@ class Variable:
     multi: bool = False
 
 
+def counted_in(counter: str, window: str) -> str:
+    """How much `counter` (a selector) grew over `window`, its first count included:
+    increase() cannot see the count a series is born with (an XID code's counter appears
+    at 1), so a series that did not exist a window ago counts whole."""
+    return f"(({counter} unless {counter} offset {window}) or increase({counter}[{window}]))"
+
+
 def _queries(queries: Sequence[Query | str]) -> list[Query]:
     return [q if isinstance(q, Query) else Query(q) for q in queries]
 

@@ -54,7 +54,7 @@ def dashboard(config: Config) -> Board:
         "Engines failing",
         unit="short",
         description="Engine pods the exporter scrapes whose last scrape failed.",
-        queries=[f"count(gpuwork_engine_up{b.raw(ENGINE)} == 0)"],
+        queries=[f"count(gpuwork_engine_up{b.raw(ENGINE)} == 0) or vector(0)"],
         red_from=1,
     )
     b.stat(

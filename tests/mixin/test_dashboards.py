@@ -87,13 +87,14 @@ def recorded() -> set[str]:
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _CLAUSE = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 _RANGE = re.compile(r"\[[^\]]*\]")
+_OFFSET = re.compile(r"\boffset\s+\S+")
 _NAME = re.compile(r"(?<![\w:.])([a-zA-Z_:][\w:]*)\s*(\{[^}]*\})?")
 _KEYWORDS = {"and", "or", "unless", "bool", "offset", "group_left", "group_right", "inf", "nan"}
 
 
 def selectors(expr: str) -> list[tuple[str, str]]:
     """Every (metric name, `{matchers}` or "") an expression selects."""
-    text = _RANGE.sub(" ", _CLAUSE.sub(" ", expr))
+    text = _OFFSET.sub(" ", _RANGE.sub(" ", _CLAUSE.sub(" ", expr)))
     found = []
     for match in _NAME.finditer(text):
         name, braces = match.group(1), match.group(2) or ""

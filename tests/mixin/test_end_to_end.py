@@ -64,6 +64,7 @@ pods:
      started_before_seconds: 0, cold_start_seconds: 10}
 faults:
   - {kind: xid, at: 20, gpu: 0, xid: 31}     # RESTART_APP: chat's own fault
+  - {kind: xid, at: 24, gpu: 2, slot: 0, xid: 13}  # search's own, on its MIG slice alone
   - {kind: gpu_lost, at: 30, gpu: 1}
 """)
 
@@ -333,7 +334,9 @@ def test_a_lost_gpu_pages_sre_with_the_pods_and_tenants_on_it(stack: Stack) -> N
 
 def test_a_tenants_own_xid_goes_to_the_tenant_not_to_sre(stack: Stack) -> None:
     found = delivered(stack, "GpuworkGpuXidApplication")
-    assert set(found) == {"tenant-chat"}, set(found)
-    assert found["tenant-chat"][0]["labels"]["pod"] == "chat-0"
+    # chat's on its whole GPU; search's on its MIG slice, not research's beside it
+    assert set(found) == {"tenant-chat", "tenant-search"}, set(found)
+    assert {a["labels"]["pod"] for a in found["tenant-chat"]} == {"chat-0"}
+    assert {a["labels"]["pod"] for a in found["tenant-search"]} == {"search-0"}
     assert not [r for r in stack.sink.received if r.startswith("sre-") and
                 any("Xid" in a["labels"]["alertname"] for a in stack.sink.alerts(r))]  # fmt: skip

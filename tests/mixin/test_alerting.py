@@ -1,4 +1,4 @@
-"""mixin/alerting.py: the alerts, their promtool tests and the example routing.
+"""mixin/alerting/: the alerts, their promtool tests and the example routing.
 
 Checked with the real programs (promtool, amtool): the rules load, every alert's unit test
 passes, the Alertmanager configuration loads and routes each kind of alert where
@@ -16,16 +16,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mixin import alerting, xids
+from mixin import xids
+from mixin.alerting import model, render, routing
+from mixin.alerting.rules import alerts
 from mixin.config import CONFIG
 from tests.support.paths import REPO
 from tests.support.programs import promtool
 
-RULES = REPO / alerting.RULES
-TESTS = REPO / alerting.TESTS
-ALERTMANAGER = REPO / alerting.ALERTMANAGER
+RULES = REPO / render.RULES
+TESTS = REPO / render.TESTS
+ALERTMANAGER = REPO / render.ALERTMANAGER
 RUNBOOKS = REPO / "docs" / "runbooks.md"
-ALERTS = alerting.alerts(CONFIG)
+ALERTS = alerts(CONFIG)
 
 
 def amtool() -> str:
@@ -77,16 +79,16 @@ def _routed(*labels: str) -> list[str]:
     ("labels", "receiver"),
     [
         (("fault_domain=platform", "severity=critical", "alertname=GpuworkGpuLost"),
-         alerting.PAGER),
+         routing.PAGER),
         (("fault_domain=platform", "severity=warning", "alertname=GpuworkGpuThermalThrottling"),
-         alerting.TICKET),
+         routing.TICKET),
         (("fault_domain=platform", "severity=info", "alertname=GpuworkGpuXidUnclassified"),
-         alerting.TICKET),
+         routing.TICKET),
         # a tenant's critical alert goes to the tenant, never to the SRE pager
         (("fault_domain=tenant", "severity=critical", "tenant=chat"),
-         alerting.tenant_receiver("chat")),
-        (("fault_domain=tenant", "severity=warning", "tenant=unknown-team"), alerting.DEFAULT),
-        (("alertname=SomethingElse",), alerting.DEFAULT),
+         routing.tenant_receiver("chat")),
+        (("fault_domain=tenant", "severity=warning", "tenant=unknown-team"), routing.DEFAULT),
+        (("alertname=SomethingElse",), routing.DEFAULT),
     ],
 )  # fmt: skip
 def test_each_route_reaches_its_receiver(labels: tuple[str, ...], receiver: str) -> None:
@@ -97,7 +99,7 @@ def test_each_route_reaches_its_receiver(labels: tuple[str, ...], receiver: str)
 @pytest.mark.parametrize("tenant", CONFIG.tenants)
 def test_a_tenants_alert_reaches_that_tenant_only(tenant: str) -> None:
     assert _routed("fault_domain=tenant", "severity=warning", f"tenant={tenant}") == [
-        alerting.tenant_receiver(tenant)
+        routing.tenant_receiver(tenant)
     ]
 
 
@@ -116,7 +118,7 @@ def test_every_alert_has_a_unit_test_and_each_test_checks_silence_then_firing() 
         before, due = tested[a.name][:2]
         assert before["exp_alerts"] == [], a.name
         assert due["exp_alerts"], a.name
-        assert alerting.seconds(due["eval_time"]) - alerting.seconds(before["eval_time"]) == 60
+        assert model.seconds(due["eval_time"]) - model.seconds(before["eval_time"]) == 60
         for alert in due["exp_alerts"]:
             assert set(alert["exp_annotations"]) == {"summary", "description", "runbook_url"}
 

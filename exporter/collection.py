@@ -47,6 +47,7 @@ from exporter.model import (
     StateLedger,
 )
 from exporter.sources.engines.scraper import EngineTarget, targets_for
+from exporter.sources.engines.source import EngineSource
 from exporter.sources.nvml.source import NvmlSource
 from exporter.sources.source import Source
 
@@ -55,11 +56,8 @@ log = structlog.get_logger(component="exporter.collection")
 T = TypeVar("T")
 A = TypeVar("A")
 
-NVML = "nvml"
-PODRESOURCES = "podresources"
-PROCESSES = "processes"
-KUBERNETES = "kubernetes"
-ENGINES = "engines"
+NVML = NvmlSource.name
+ENGINES = EngineSource.name  # the useful-work ledger's errors are counted under it
 JOIN = "join"  # not a source: the `collector` of a failure of the join itself (a bug)
 
 PodKey = tuple[str, str]
@@ -90,7 +88,7 @@ class _Answer(Generic[T]):
     at: float  # monotonic time of the read that gave it
 
 
-def fresh(answer: _Answer[Any] | None) -> bool:
+def _fresh(answer: _Answer[Any] | None) -> bool:
     return answer is not None and answer.fresh
 
 
@@ -165,7 +163,7 @@ class Collection:
             dropped_series_total=self._dropped_totals(),
             attribution=attribution,
             ledger=ledger,
-            metadata_stale=view is not None and (view.stale or not fresh(cluster)),
+            metadata_stale=view is not None and (view.stale or not _fresh(cluster)),
             work=work,
             device_hourly_cost=hourly_costs(reading, self._prices) if reading else {},
         )

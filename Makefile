@@ -31,6 +31,7 @@ tools:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
 	    prometheus prometheus-alertmanager victoria-metrics >/dev/null; }
 	@promtool --version | head -1; amtool --version | head -1
+	@bash scripts/helm.sh >/dev/null  # helm 3 for tests/charts/, cached under ~/.cache/gpuwork
 
 # alerts/ and dashboards/ are generated from mixin/; the tests fail when they differ.
 generate: $(BIN)/.installed

@@ -18,9 +18,9 @@ Part = Callable[[Config], Mapping[str, str]]
 
 
 def parts() -> list[Part]:
-    from mixin import alerting, dashboards, recording
+    from mixin import alerting, chart, dashboards, recording
 
-    return [recording.files, alerting.files, dashboards.files]
+    return [recording.files, alerting.files, dashboards.files, chart.files]
 
 
 def generated(config: Config = CONFIG) -> dict[str, str]:

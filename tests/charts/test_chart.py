@@ -230,7 +230,11 @@ def test_defaults_are_unprivileged(helm: str) -> None:
 
     known = {flag.env for flag in FLAGS}
     assert {name for name in variables if name.startswith("GPUWORK_")} <= known
-    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["livenessProbe"]["httpGet"] == {
+        "path": "/healthz",
+        "port": "metrics",
+        "scheme": "HTTP",
+    }
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
 
 
@@ -288,7 +292,8 @@ def test_web_config_mounts_the_secret_and_secures_the_scrape(helm: str) -> None:
         docs
     )["volumeMounts"]
     assert env(docs)["GPUWORK_WEB_CONFIG_FILE"] == "/etc/gpuwork/web/web-config.yml"
-    assert "tcpSocket" in container(docs)["livenessProbe"]
+    for probe in ("livenessProbe", "readinessProbe"):  # no credentials needed, TLS is
+        assert container(docs)[probe]["httpGet"]["scheme"] == "HTTPS"
     (endpoint,) = one(docs, "ServiceMonitor")["spec"]["endpoints"]
     assert endpoint["scheme"] == "https"
     assert endpoint["tlsConfig"]["serverName"] == "gpuwork-exporter"

@@ -56,6 +56,7 @@ CRD_KINDS = {
     ("security.openshift.io/v1", "SecurityContextConstraints"),
 }
 K8S_SCHEMA_VERSION = "1.30"
+HELM_ENV: dict[str, str] = {}
 
 
 # -- helm -------------------------------------------------------------------------------------
@@ -72,16 +73,16 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    home = tmp_path_factory.mktemp("helm-home")
+    home = tmp_path_factory.mktemp("helm-home")  # helm's caches stay out of $HOME
     for name in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
-        os.environ[name] = str(home / name.lower())
+        HELM_ENV[name] = str(home / name.lower())
     yield path
 
 
 def run_helm(helm: str, *args: str, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(
         [helm, *args], capture_output=True, text=True, check=False, timeout=120,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **HELM_ENV, **(env or {})},
     )  # fmt: skip
     if done.returncode != 0:
         raise HelmError(done.stderr + done.stdout)

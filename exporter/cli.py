@@ -28,6 +28,7 @@ from exporter.errors import GpuworkError, ListenError, os_reason
 from exporter.exposition.bodies import Exposition
 from exporter.exposition.families import SnapshotCollector
 from exporter.exposition.server import make_app
+from exporter.exposition.web_config import WebConfigFile, load_web_config
 from exporter.logs import configure_logging
 from exporter.model import NodeSnapshot
 from exporter.node import NodeInputs, real_node
@@ -153,22 +154,34 @@ async def open_node(
             yield node
 
 
-async def serve(settings: Settings, simulation: Simulation | None = None) -> None:
+async def serve(
+    settings: Settings,
+    simulation: Simulation | None = None,
+    web_config: WebConfigFile | None = None,
+) -> None:
+    """`web_config`: --web.config.file as `main` loaded it; loaded here when not given."""
+    web_config = web_config or load_web_config(settings.web_config_file)
     stop = asyncio.Event()
     async with open_node(settings, simulation, stop) as node:
-        await _serve(settings, node, simulation, stop)
+        await _serve(settings, node, simulation, stop, web_config)
 
 
 async def _serve(
-    settings: Settings, node: NodeInputs, simulation: Simulation | None, stop: asyncio.Event
+    settings: Settings,
+    node: NodeInputs,
+    simulation: Simulation | None,
+    stop: asyncio.Event,
+    web_config: WebConfigFile | None = None,
 ) -> None:
     exposition = build_exposition()
     collection = build_collection(settings, node, exposition.publish)
     freeze_startup_objects()
-    runner = web.AppRunner(make_app(exposition, lambda: collection.ready),
+    authorize = web_config.authorized if web_config else None
+    runner = web.AppRunner(make_app(exposition, lambda: collection.ready, authorize=authorize),
                            access_log=None)  # fmt: skip
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    ssl_context = web_config.ssl_context if web_config else None
+    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context)
     try:
         await site.start()
     except OSError as error:
@@ -177,7 +190,8 @@ async def _serve(
             f"cannot serve on {settings.listen_address}: {os_reason(error)}"
         ) from error
     log.info("serving", address=settings.listen_address, simulate=settings.simulate,
-             node=node.name, interval_seconds=settings.collect_interval)  # fmt: skip
+             node=node.name, interval_seconds=settings.collect_interval,
+             scheme="https" if ssl_context else "http")  # fmt: skip
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -225,11 +239,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(parse_args(args), os.environ)
         configure_logging(settings.log_level, settings.log_format)
         simulation = load_simulation(settings)
-    except GpuworkError as error:  # bad settings, or a scenario that cannot be loaded
+        web_config = load_web_config(settings.web_config_file)
+    except GpuworkError as error:  # bad settings, a scenario or web config that cannot be loaded
         print(f"gpuwork-exporter: {error}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve(settings, simulation))
+        asyncio.run(serve(settings, simulation, web_config))
     except OSError as error:  # the listen address, or a simulated engine's, is taken
         print(f"gpuwork-exporter: {error}", file=sys.stderr)
         return 1

@@ -36,6 +36,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     listen_address: str = ":9842"
+    web_config_file: str = ""  # empty: plain HTTP, no auth
     collect_interval: float = Field(10.0, ge=0.1, le=3600)
     collect_timeout: float = Field(5.0, ge=0.05, le=600)
     simulate: str | None = None
@@ -185,6 +186,12 @@ class Flag:
 
 FLAGS: Sequence[Flag] = (
     Flag("--web.listen-address", "listen_address", "address to serve /metrics on (:9842)"),
+    Flag(
+        "--web.config.file",
+        "web_config_file",
+        "TLS and basic auth for /metrics, in the Prometheus exporters' web config format "
+        "(none: plain HTTP, no auth)",
+    ),
     Flag("--collect.interval", "collect_interval", "time between collections (10s)"),
     Flag(
         "--collect.timeout",

@@ -11,6 +11,7 @@ from exporter.settings import FLAGS, Flag, Settings, SettingsError, load_setting
 # One valid, non-default value per Settings field, and what it parses to.
 NON_DEFAULT: dict[str, tuple[str, object]] = {
     "listen_address": ("127.0.0.1:9000", "127.0.0.1:9000"),
+    "web_config_file": ("/etc/gpuwork/web.yml", "/etc/gpuwork/web.yml"),
     "collect_interval": ("30s", 30.0),
     "collect_timeout": ("2s", 2.0),
     "simulate": ("small", "small"),
@@ -77,6 +78,7 @@ def test_every_flag_has_a_non_default_value_in_these_tests() -> None:
 def test_environment_variable_names() -> None:
     assert {flag.name: flag.env for flag in FLAGS} == {
         "--web.listen-address": "GPUWORK_WEB_LISTEN_ADDRESS",
+        "--web.config.file": "GPUWORK_WEB_CONFIG_FILE",
         "--collect.interval": "GPUWORK_COLLECT_INTERVAL",
         "--collect.timeout": "GPUWORK_COLLECT_TIMEOUT",
         "--simulate": "GPUWORK_SIMULATE",

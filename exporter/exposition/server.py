@@ -3,11 +3,14 @@
 A scrape sends bytes rendered when the latest snapshot was published
 (`exporter/exposition/bodies.py`) and does nothing else: no serialization, and no NVML, gRPC or
 HTTP call, is ever made on the scrape path.
+
+`authorize`, when given (`--web.config.file`'s basic auth, exporter/exposition/web_config.py),
+guards `/metrics` alone: probes reach `/healthz` and `/readyz` without credentials.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -21,8 +24,17 @@ LANDING_PAGE = """<html><head><title>gpuwork exporter</title></head><body>
 </ul></body></html>"""
 
 
-def make_app(exposition: Exposition, ready: Callable[[], bool]) -> web.Application:
+CHALLENGE = {"WWW-Authenticate": 'Basic realm="gpuwork-exporter"'}
+# Whether a request's Authorization header (None when absent) may read /metrics.
+Authorize = Callable[[str | None], Awaitable[bool]]
+
+
+def make_app(
+    exposition: Exposition, ready: Callable[[], bool], *, authorize: Authorize | None = None
+) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
+        if authorize is not None and not await authorize(request.headers.get("Authorization")):
+            return web.Response(status=401, text="unauthorized\n", headers=CHALLENGE)
         body, headers = await exposition.body(
             request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", "")
         )

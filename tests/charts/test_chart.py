@@ -299,6 +299,11 @@ def test_web_config_mounts_the_secret_and_secures_the_scrape(helm: str) -> None:
     assert endpoint["scheme"] == "https"
     assert endpoint["tlsConfig"]["serverName"] == "gpuwork-exporter"
     assert endpoint["basicAuth"]["password"] == {"name": "gpuwork-scrape", "key": "password"}
+    # Client certificates required: the kubelet's probes only connect.
+    mutual = render(helm, "webConfig.probes=tcp", values=CHART / "ci" / "webconfig-values.yaml")
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container(mutual)[probe]["tcpSocket"] == {"port": "metrics"}
+        assert "httpGet" not in container(mutual)[probe]
     # Without the Secret, the same scrape settings are not used.
     plain = render(helm, "serviceMonitor.enabled=true", "webConfig.scrape.scheme=https")
     assert "scheme" not in one(plain, "ServiceMonitor")["spec"]["endpoints"][0]

@@ -10,12 +10,9 @@ takes two minutes instead of hours; the expressions are the ones users get.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +34,7 @@ from harness.monitoring import (
 from mixin.config import CONFIG, Config
 from mixin.dashboards.panels import panel_queries
 from mixin.generate import generated
+from tests.support.exporter_process import exporter
 from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -132,7 +130,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             sink.serving(),
             alertmanager(scratch, pointed_at(yaml.safe_load(example), sink)) as am,
             victoria_metrics(scratch) as vm,
-            exporter(scenario, port, scratch) as wall_start,
+            exporter(scenario, port, scratch, interval=INTERVAL) as wall_start,
             prometheus(
                 scratch,
                 targets=[f"127.0.0.1:{port}"],
@@ -153,35 +151,6 @@ def job_of(config: Config) -> str:
     match = re.fullmatch(r'job="([^"]+)"', config.job_selector)
     assert match, f"the e2e test scrapes one job: {config.job_selector}"
     return match[1]
-
-
-_RUN_EXPORTER = """
-import asyncio, sys
-from exporter.cli import load_settings, parse_args, serve
-from simulator.serving import Simulation
-settings = load_settings(parse_args(sys.argv[1:]), {})
-simulation = Simulation(settings)
-print(simulation.node.wall_start, flush=True)
-asyncio.run(serve(settings, simulation))
-"""
-
-
-@contextlib.contextmanager
-def exporter(scenario: Path, port: int, scratch: Path) -> Iterator[float]:
-    """The exporter on the simulated node, a process of its own; yields the node's
-    wall-clock start (its time 0)."""
-    argv = [sys.executable, "-c", _RUN_EXPORTER, "--simulate", str(scenario),
-            "--web.listen-address", f"127.0.0.1:{port}",
-            "--collect.interval", f"{INTERVAL:g}s", "--state.window", "10s"]  # fmt: skip
-    log = (scratch / "exporter.log").open("wb")
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, cwd=REPO)
-    try:
-        assert process.stdout is not None
-        yield float(process.stdout.readline())
-    finally:
-        process.terminate()
-        process.wait(10)
-        log.close()
 
 
 def test_prometheus_scrapes_the_exporter_and_feeds_victoria_metrics(stack: Stack) -> None:

@@ -169,6 +169,8 @@ def test_chart_versions() -> None:
         (["image.pullPolicy=Sometimes"], "image.pullPolicy must be one of"),
         (["mig.gpus=true"], "mig: Additional property gpus is not allowed"),
         (["prometheusRule.alertGroups.gpuwork-safe=off"], "Expected: boolean, given: string"),
+        (["prometheusRule.alerts.GpuworkGpuLost.for=soon"], "GpuworkGpuLost.for: Does not match"),
+        (["prometheusRule.alerts.GpuworkGpuLost.severity=page"], "severity must be one of"),
     ],
 )
 def test_bad_values_are_rejected_with_a_clear_message(
@@ -346,6 +348,21 @@ def test_prometheus_rule_carries_the_generated_groups(helm: str) -> None:
     alerts_only = one(render(helm, "prometheusRule.enabled=true",
                              "prometheusRule.recordingRules=false"), "PrometheusRule")  # fmt: skip
     assert alerts_only["spec"]["groups"] == alerting
+
+
+def test_values_set_an_alerts_for_and_severity_and_name_an_unknown_alert(helm: str) -> None:
+    rule = one(render(helm, "prometheusRule.enabled=true",
+                      "prometheusRule.alerts.GpuworkDeviceAllocatedIdle.for=4h",
+                      "prometheusRule.alerts.GpuworkDeviceAllocatedIdle.severity=info"),
+               "PrometheusRule")  # fmt: skip
+    rules = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    assert rules["GpuworkDeviceAllocatedIdle"]["for"] == "4h"
+    assert rules["GpuworkDeviceAllocatedIdle"]["labels"]["severity"] == "info"
+    generated = {r["alert"]: r for g in _generated(mixin_chart.ALERTS)["groups"]
+                 for r in g["rules"]}  # fmt: skip
+    assert rules["GpuworkGpuLost"] == generated["GpuworkGpuLost"]  # the others as generated
+    with pytest.raises(HelmError, match=r"prometheusRule.alerts.GpuworkNope: no such alert"):
+        render(helm, "prometheusRule.enabled=true", "prometheusRule.alerts.GpuworkNope.for=1m")
 
 
 def test_values_name_every_generated_alert_group() -> None:

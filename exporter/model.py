@@ -91,6 +91,9 @@ class NvmlReading:
     driver_version: str
     gpus: tuple[GpuStats, ...]
     nvml_calls: int  # NVML library calls this reading made, for benchmarks and debugging
+    # (sample, reason) -> how many samples NVML did not give in this collection, e.g.
+    # ("mig_mode", "not_supported"); both are small fixed sets (the reader's names, NVML's codes)
+    absent: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,10 +29,9 @@ def served_names() -> set[str]:
             "started_before_seconds": 0,
         }
     ]
-    sim = make_sim(
-        scenario_from({"name": "t", "gpus": [{"model": "H100-SXM5-80GB"}], "pods": pods,
-                       "faults": faults})
-    )  # fmt: skip
+    # an L4 beside the H100: samples its hardware does not have are absent, and said so
+    gpus = [{"model": "H100-SXM5-80GB"}, {"model": "L4"}]
+    sim = make_sim(scenario_from({"name": "t", "gpus": gpus, "pods": pods, "faults": faults}))
     sim.reader.start()
     first = sim.reader.read()
     sim.clock.advance(5)

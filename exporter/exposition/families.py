@@ -76,6 +76,15 @@ def _exporter_families(snapshot: NodeSnapshot) -> Iterator[Metric]:
     up.add_metric([], 1 if snapshot.nvml_up else 0)
     yield up
 
+    absent = _gauge(
+        "gpuwork_nvml_samples_absent",
+        "Samples NVML did not give in the last collection, by sample and NVML's reason.",
+        ("sample", "reason"),
+    )
+    for (what, reason), count in sorted((snapshot.nvml.absent if snapshot.nvml else {}).items()):
+        absent.add_metric([what, reason], count)
+    yield absent
+
     success = _gauge(
         "gpuwork_collector_success",
         "1 when the source's last collection succeeded.",

@@ -146,6 +146,22 @@ def test_a_snapshot_without_nvml_has_no_gpu_series() -> None:
     assert samples(registry, "gpuwork_device_info") == []
 
 
+def test_samples_nvml_did_not_give_are_served_by_sample_and_reason() -> None:
+    sim = make_sim("mixed")
+    sim.reader.start()
+    registry = registry_of(snapshot_of(sim.reader.read(), sim))
+
+    name = "gpuwork_nvml_samples_absent"
+    assert registry.get_sample_value(name, {"sample": "mig_mode", "reason": "not_supported"}) == 1
+    assert {(s["sample"], s["reason"]) for s in samples(registry, name)} == {
+        ("mig_mode", "not_supported"),
+        ("mig_max", "not_supported"),
+        ("remapped_rows", "not_supported"),
+        ("memory_temperature", "not_supported"),
+    }
+    assert samples(registry_of(snapshot_of(None)), name) == []
+
+
 # -- (d) absent, not zero ----------------------------------------------------------------------
 
 

@@ -6,13 +6,14 @@ cannot tell them apart. Constants, ctypes structures and error classes always
 come from `pynvml` itself, which loads no driver until `nvmlInit`.
 
 Fault rules, after nvitop's `libnvml.py`:
-- NOT_SUPPORTED and friends mean "no sample": the value is absent, logged once.
+- NOT_SUPPORTED and friends mean "no sample": the value is absent, logged once, and
+  counted per collection by sample and reason (`NvmlReading.absent`).
 - GPU_IS_LOST marks that GPU lost; the rest of the node is still read.
 - A library-wide failure (driver gone, uninitialized) raises `NvmlDownError`; the
   caller shuts NVML down and retries `nvmlInit` with backoff.
 - Any other error costs only its own sample and is counted by kind.
 
-Why one module of some 550 lines: identity, samples, MIG instances, GPM and XID events
+Why one module of some 600 lines: identity, samples, MIG instances, GPM and XID events
 are read in one pass per GPU with shared per-session caches; the library's shape and
 error rules are apart in `library.py`, its thread and restarts in `source.py`.
 """
@@ -96,6 +97,11 @@ class NvmlReader:
         self._gpm_samples: dict[str, Any] = {}  # device -> last GPM sample
         self._xids: dict[str, Counter[tuple[str, int]]] = {}  # GPU UUID -> (device, xid) -> n
         self._logged: set[tuple[str, str]] = set()
+        # (sample, reason) -> samples NVML did not give: this collection's, the session's
+        # (read at start) and each GPU's identity's (read once per session, counted each time)
+        self._absent: Counter[tuple[str, str]] = Counter()
+        self._session_absent: Counter[tuple[str, str]] = Counter()
+        self._identity_absent: dict[int, Counter[tuple[str, str]]] = {}
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -112,7 +118,9 @@ class NvmlReader:
             self._quietly(self._nvml.nvmlShutdown)
             raise NvmlDownError(f"NVML started but cannot list GPUs: {error}") from error
         self._started = True
+        self._absent = Counter()
         self._event_set = self._optional("event_set", "", self._nvml.nvmlEventSetCreate)
+        self._session_absent = self._absent
         log.info("nvml started", driver_version=self._driver_version, gpus=self._gpu_count)
 
     def stop(self) -> None:
@@ -127,6 +135,8 @@ class NvmlReader:
             self._quietly(self._nvml.nvmlShutdown)
         self._started = False
         self._gpus.clear()
+        self._identity_absent.clear()
+        self._session_absent = Counter()
         self._uuid_by_handle.clear()
         self._migs.clear()
 
@@ -137,19 +147,22 @@ class NvmlReader:
         if not self._started:
             raise NvmlDownError("NVML is not initialized")
         self._calls = 0
+        self._absent = Counter(self._session_absent)
         read = (self._read_gpu(index) for index in range(self._gpu_count))
         gpus = tuple(gpu for gpu in read if gpu is not None)
         self._drain_xid_events(gpus)
         live_devices = {d.device for gpu in gpus for d in gpu.devices}
         self._forget_gone_devices(live_devices)
         gpus = tuple(self._with_xids(gpu) for gpu in gpus)
-        return NvmlReading(self._driver_version, gpus, self._calls)
+        return NvmlReading(self._driver_version, gpus, self._calls, absent=dict(self._absent))
 
     def _read_gpu(self, index: int) -> GpuStats | None:
         try:
             handle = self._call(self._nvml.nvmlDeviceGetHandleByIndex, index)
             identity = self._gpus.get(index) or self._identify(index, handle)
-            return self._read_live_gpu(index, handle, identity)
+            stats = self._read_live_gpu(index, handle, identity)
+            self._absent.update(self._identity_absent.get(index, {}))
+            return stats
         except GpuLostError:
             return self._lost_gpu(index)
         except pynvml.NVMLError as error:  # cannot even name the GPU: skip it this time
@@ -172,6 +185,17 @@ class NvmlReader:
         )
 
     def _identify(self, index: int, handle: Any) -> _GpuIdentity:
+        """The GPU's constant identity; the samples it lacks are kept apart, for
+        `_read_gpu` to count in every collection of this session."""
+        before = Counter(self._absent)
+        try:
+            identity = self._identify_gpu(index, handle)
+        finally:
+            lacking, self._absent = self._absent - before, before
+        self._identity_absent[index] = lacking
+        return identity
+
+    def _identify_gpu(self, index: int, handle: Any) -> _GpuIdentity:
         nvml = self._nvml
         uuid = text(self._call(nvml.nvmlDeviceGetUUID, handle))
         pci = self._optional("pci_info", uuid, nvml.nvmlDeviceGetPciInfo, handle)
@@ -269,7 +293,10 @@ class NvmlReader:
             handle,
             [pynvml.NVML_FI_DEV_MEMORY_TEMP],
         )
-        if not values or values[0].nvmlReturn != pynvml.NVML_SUCCESS:
+        if not values:
+            return None
+        if values[0].nvmlReturn != pynvml.NVML_SUCCESS:
+            self._field_absent("memory_temperature", values[0].nvmlReturn)
             return None
         temperature = float(values[0].value.uiVal)
         return temperature if temperature > 0 else None  # boards without the sensor answer 0
@@ -393,6 +420,7 @@ class NvmlReader:
             if error.value == pynvml.NVML_ERROR_NOT_FOUND:
                 return {}
             if error.value in ABSENT_CODES:
+                self._absent["process_utilization", error_kind(error)] += 1
                 self._first_time("process_utilization", gpu_uuid)
                 return None
             raise
@@ -429,7 +457,10 @@ class NvmlReader:
         request.metrics[0].metricId = pynvml.NVML_GPM_METRIC_SM_UTIL
         result = self._optional("gpm_metrics", gpu_uuid, nvml.nvmlGpmMetricsGet, request)
         self._quietly(nvml.nvmlGpmSampleFree, previous)
-        if result is None or request.metrics[0].nvmlReturn != pynvml.NVML_SUCCESS:
+        if result is None:
+            return None
+        if request.metrics[0].nvmlReturn != pynvml.NVML_SUCCESS:
+            self._field_absent("gpm_metrics", request.metrics[0].nvmlReturn)
             return None
         return min(max(float(request.metrics[0].value) / 100, 0.0), 1.0)
 
@@ -501,12 +532,18 @@ class NvmlReader:
             return self._call(fn, *args)
         except pynvml.NVMLError as error:
             if error.value in ABSENT_CODES:
+                self._absent[what, error_kind(error)] += 1
                 if self._first_time(what, gpu_uuid):
                     log.info("sample not available", sample=what, gpu=gpu_uuid,
                              reason=error_kind(error))  # fmt: skip
             else:
                 self._count_error(error, what, gpu_uuid)
             return None
+
+    def _field_absent(self, what: str, code: int) -> None:
+        """A value NVML answered within a call (field values, GPM metrics) by an absent code."""
+        if code in ABSENT_CODES:
+            self._absent[what, error_kind(pynvml.NVMLError(code))] += 1
 
     def _count_error(self, error: pynvml.NVMLError, what: str, gpu_uuid: str) -> None:
         kind = error_kind(error)

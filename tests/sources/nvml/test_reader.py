@@ -147,6 +147,40 @@ def test_no_gpm_means_absent_activity_on_mig_and_utilization_on_whole_gpus() -> 
     assert sim.reader.errors == {}
 
 
+def test_absent_samples_are_counted_by_sample_and_reason_in_every_collection() -> None:
+    sim = started("mixed")  # one L4: no MIG, no row remapping, no memory temperature sensor
+    first = sim.reader.read()
+    sim.clock.advance(10)
+    second = sim.reader.read()
+    expected = {
+        ("mig_mode", "not_supported"): 1,
+        ("mig_max", "not_supported"): 1,  # identity, read once, still counted each time
+        ("remapped_rows", "not_supported"): 1,
+        ("memory_temperature", "not_supported"): 1,
+    }
+    assert first.absent == expected
+    assert second.absent == expected
+    assert started("small").reader.read().absent == {}
+    assert sim.reader.errors == {}
+
+
+def test_mig_samples_without_permission_are_counted_as_no_permission(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sim = started("small")  # no CAP_SYS_ADMIN / NVIDIA_MIG_MONITOR_DEVICES=all
+
+    def denied(handle: Any) -> list[int]:
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_NO_PERMISSION)
+
+    monkeypatch.setattr(sim.nvml, "nvmlDeviceGetMigMode", denied)
+    for _ in range(2):  # every collection, not only the first one logged
+        reading = sim.reader.read()
+        assert reading.absent[("mig_mode", "no_permission")] == 2
+        assert {g.mig_mode for g in reading.gpus} == {MigMode.UNSUPPORTED}
+        sim.clock.advance(10)
+    assert sim.reader.errors == {}
+
+
 def test_gpu_lost_keeps_identity_and_drops_the_rest() -> None:
     sim = started(one_gpu([{"kind": "gpu_lost", "at": 5, "gpu": 0}], mig=["3g.40gb", "3g.40gb"]))
     before = sim.reader.read()

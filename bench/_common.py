@@ -25,6 +25,7 @@ from exporter.logs import configure_logging
 from exporter.model import NodeSnapshot
 from exporter.sources.nvml.reader import NvmlReader
 from exporter.sources.nvml.source import NvmlSource
+from harness.processes import end_process
 from simulator.node import ManualClock, SimulatedNode
 from simulator.nvml import SimulatedNvml
 from simulator.scenario import Scenario, load_scenario
@@ -34,17 +35,6 @@ ROOT = Path(__file__).resolve().parent.parent  # the repository: children run fr
 READY_SECONDS = 60.0  # how long a child may take to say "ready"
 ADDRESS_WAIT_SECONDS = 300.0  # how long to wait for engine addresses another process holds
 ADDRESS_RETRY_SECONDS = 5.0
-
-
-def end_process(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL after 10 s; waits for it either way."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def quiet_logs() -> None:

@@ -45,10 +45,11 @@ from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector
 
 from bench import engines
-from bench._common import ROOT, end_process, median, percentile, quiet_logs
+from bench._common import ROOT, median, percentile, quiet_logs
 from exporter.cli import build_registry
 from exporter.exposition.bodies import FORMS, Form, render_forms
 from exporter.exposition.families import SnapshotCollector
+from harness.processes import end_process
 from simulator.scenario import load_scenario
 
 SCENARIO = "dense-h100"

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from harness.kube_apiserver import free_port
+from harness.processes import end_process
 
 PROMETHEUS = "prometheus"
 ALERTMANAGER = "prometheus-alertmanager"  # Debian's name for the alertmanager binary
@@ -73,12 +74,7 @@ def running(argv: Sequence[str], ready_url: str, log: Path) -> Iterator[subproce
         wait_ready(ready_url, process, log)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_process(process)
 
 
 @dataclass

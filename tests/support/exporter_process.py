@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from harness.processes import end_process
 from tests.support.paths import REPO
 
 _RUN_EXPORTER = """
@@ -36,6 +37,5 @@ def exporter(scenario: Path, port: int, scratch: Path, *, interval: float) -> It
         assert process.stdout is not None
         yield float(process.stdout.readline())
     finally:
-        process.terminate()
-        process.wait(10)
+        end_process(process)
         log.close()

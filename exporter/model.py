@@ -51,6 +51,10 @@ class DeviceStats:
     activity_source: ActivitySource
     processes: int | None
     process_list: tuple[ProcessStats, ...] = ()
+    # GPM only (Hopper and newer), over the same interval as `sm_active_ratio`; None where
+    # the hardware cannot tell
+    tensor_active_ratio: float | None = None  # share of time SMs ran any tensor-core op
+    dram_bandwidth_ratio: float | None = None  # DRAM bandwidth used / its theoretical peak
 
 
 @dataclass(frozen=True, slots=True)

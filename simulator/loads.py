@@ -3,6 +3,11 @@
 Activity is piecewise constant over fixed segments, so the true mean over any
 interval is known exactly: that is the ground truth tests and benchmarks compare
 the exporter against.
+
+Besides SM activity, GPM reports tensor-core activity and DRAM bandwidth use. A pod's
+tensor and DRAM activity are its SM activity times a constant share of its own
+(`pipe_share`): tensor pipes only run on busy SMs, and a pod that does nothing moves no
+memory, so both are never above its SM activity and their means are as exact.
 """
 
 from __future__ import annotations
@@ -17,6 +22,14 @@ BURST_ON_SEGMENTS = 3
 MODEL_MEMORY_FRACTION = 0.9  # vLLM's default gpu_memory_utilization
 
 
+class Pipe(StrEnum):
+    """What a GPM metric measures: SMs busy, tensor cores busy, DRAM bandwidth in use."""
+
+    SM = "sm"
+    TENSOR = "tensor"
+    DRAM = "dram"
+
+
 class LoadProfile(StrEnum):
     BUSY = "busy"
     IDLE = "idle"  # model loaded, no requests
@@ -27,6 +40,18 @@ class LoadProfile(StrEnum):
 def _unit(*parts: object) -> float:
     """A deterministic number in [0, 1) from its inputs."""
     return zlib.crc32(":".join(map(str, parts)).encode()) / 2**32
+
+
+def pipe_share(pipe: Pipe, key: str, seed: int) -> float:
+    """The pod's activity on `pipe` per unit of SM activity: constant over its life.
+
+    LLM serving keeps tensor cores busy most of the time SMs are (0.5-0.9), and decoding
+    streams weights and KV cache from DRAM (0.3-0.8)."""
+    if pipe is Pipe.TENSOR:
+        return 0.5 + 0.4 * _unit(seed, key, "tensor")
+    if pipe is Pipe.DRAM:
+        return 0.3 + 0.5 * _unit(seed, key, "dram")
+    return 1.0
 
 
 def runs_process(profile: LoadProfile) -> bool:

@@ -32,8 +32,10 @@ from simulator.hardware import GPU_INSTANCE_IDS, GPU_MODELS, MIB, GpuModel, prof
 from simulator.loads import (
     MODEL_MEMORY_FRACTION,
     LoadProfile,
+    Pipe,
     activity,
     mean_activity,
+    pipe_share,
     runs_process,
 )
 from simulator.scenario import (
@@ -288,20 +290,26 @@ class SimulatedNode:
             for ten in self.tenants_of(index, slot)
         )
 
-    def device_mean_activity(self, index: int, slot: int | None, t0: float, t1: float) -> float:
+    def device_mean_activity(
+        self, index: int, slot: int | None, t0: float, t1: float, pipe: Pipe = Pipe.SM
+    ) -> float:
+        """The device's true mean activity on `pipe` (SMs, tensor cores, DRAM) over [t0, t1]."""
         seed = self.scenario.seed
         return sum(
-            mean_activity(ten.pod.load, pod_key(ten.pod), seed, t0, t1) / ten.share
+            mean_activity(ten.pod.load, pod_key(ten.pod), seed, t0, t1)
+            * pipe_share(pipe, pod_key(ten.pod), seed)
+            / ten.share
             for ten in self.tenants_of(index, slot)
         )
 
-    def gpu_mean_activity(self, index: int, t0: float, t1: float) -> float:
+    def gpu_mean_activity(self, index: int, t0: float, t1: float, pipe: Pipe = Pipe.SM) -> float:
+        """The GPU's: its MIG instances' activity weighted by their share of its slices."""
         layout = self.layout(index, t1)
         if layout is None:
-            return self.device_mean_activity(index, None, t0, t1)
+            return self.device_mean_activity(index, None, t0, t1, pipe)
         slices = self.models[index].mig_slices
         return sum(
-            self.device_mean_activity(index, m.slot, t0, t1) * m.slices / slices
+            self.device_mean_activity(index, m.slot, t0, t1, pipe) * m.slices / slices
             for m in layout
             if m is not None
         )
@@ -334,22 +342,50 @@ class SimulatedNode:
     def device_memory_used(self, index: int, slot: int | None, t: float) -> int:
         return len(self.device_processes(index, slot)) * self.process_memory(index, slot, t)
 
+    # The power model: a GPU draws its idle power, plus (max - idle) x its load, where
+    # its load is its SM activity (a MIG GPU's: its instances' weighted by slices). So a
+    # MIG instance's own draw is its slices' share of the idle power plus its activity x
+    # its fraction x (max - idle): the instances' draws and the free slices' idle power
+    # add up to the GPU's.
+
+    def _watts(self, index: int, load: float) -> float:
+        model = self.models[index]
+        return model.idle_watts + (model.max_watts - model.idle_watts) * min(load, 1.0)
+
     def energy_joules(self, index: int, t: float) -> float:
-        """Energy since the node started; advanced incrementally, so calls must move forward."""
+        """NVML's counter: energy since the driver last loaded, so a driver reload starts it
+        again at 0. Advanced incrementally, so calls must move forward."""
         last_t, joules = self._energy[index]
         if t > last_t:
-            model = self.models[index]
-            load = min(self.gpu_mean_activity(index, last_t, t), 1.0)
-            joules += (model.idle_watts + (model.max_watts - model.idle_watts) * load) * (
-                t - last_t
-            )
+            reloads = [
+                f.until
+                for f in self.scenario.faults
+                if isinstance(f, DriverNotLoadedFault) and last_t < f.until <= t
+            ]
+            if reloads:
+                last_t, joules = max(reloads), 0.0
+            load = self.gpu_mean_activity(index, last_t, t)
+            joules += self._watts(index, load) * (t - last_t)
             self._energy[index] = (t, joules)
         return joules
 
     def power_watts(self, index: int, t: float) -> float:
+        return self._watts(index, self.gpu_mean_activity(index, t, t))
+
+    def device_energy_joules(self, index: int, slot: int | None, t0: float, t1: float) -> float:
+        """The true energy one device drew over [t0, t1] (the MIG layout of t1), by the power
+        model above: a whole GPU's, or a MIG instance's own share of its GPU's."""
+        if slot is None:
+            return self._watts(index, self.device_mean_activity(index, None, t0, t1)) * (t1 - t0)
+        layout = self.layout(index, t1) or ()
+        instance = layout[slot] if slot < len(layout) else None
+        if instance is None:
+            return 0.0
         model = self.models[index]
-        load = min(self.gpu_mean_activity(index, t, t), 1.0)
-        return model.idle_watts + (model.max_watts - model.idle_watts) * load
+        fraction = instance.slices / model.mig_slices
+        busy = min(self.device_mean_activity(index, slot, t0, t1), 1.0)
+        dynamic = (model.max_watts - model.idle_watts) * busy * fraction
+        return (model.idle_watts * fraction + dynamic) * (t1 - t0)
 
     # -- what the kubelet and the Kubernetes API say ---------------------------------
 

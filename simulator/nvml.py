@@ -28,11 +28,17 @@ from typing import Any
 
 import pynvml
 
-from simulator.loads import runs_process
+from simulator.loads import Pipe, runs_process
 from simulator.node import MigInstance, SimulatedNode, pod_pid
 
 PROCESS_SAMPLE_BUFFER_SECONDS = 10.0  # how far back NVML's per-process samples reach
 NO_INSTANCE = 0xFFFFFFFF  # NVML's GPU/compute instance id outside MIG
+# The GPM metrics answered from the load model, each the true mean between two samples.
+_GPM_PIPES = {
+    pynvml.NVML_GPM_METRIC_SM_UTIL: Pipe.SM,
+    pynvml.NVML_GPM_METRIC_ANY_TENSOR_UTIL: Pipe.TENSOR,
+    pynvml.NVML_GPM_METRIC_DRAM_BW_UTIL: Pipe.DRAM,
+}
 
 
 def _fail(code: int) -> pynvml.NVMLError:
@@ -481,17 +487,23 @@ class SimulatedNvml:
         if first is None or second is None or first.target != second.target:
             raise _fail(pynvml.NVML_ERROR_INVALID_ARGUMENT)
         t0, t1 = sorted((first.t, second.t))
-        if second.target[0] == "gpu":
-            busy = self.node.gpu_mean_activity(second.target[1], t0, t1)
-        else:
-            busy = self.node.device_mean_activity(second.target[1], second.target[3], t0, t1)
-        busy = min(busy, 1.0)
+
+        def mean(pipe: Pipe) -> float:
+            if second.target[0] == "gpu":
+                busy = self.node.gpu_mean_activity(second.target[1], t0, t1, pipe)
+            else:
+                busy = self.node.device_mean_activity(
+                    second.target[1], second.target[3], t0, t1, pipe
+                )
+            return min(busy, 1.0) * 100  # GPM answers percentages
+
         for i in range(request.numMetrics):
             metric = request.metrics[i]
-            if metric.metricId == pynvml.NVML_GPM_METRIC_SM_UTIL:
-                metric.value, metric.nvmlReturn = busy * 100, pynvml.NVML_SUCCESS
+            if metric.metricId in _GPM_PIPES:
+                metric.value = mean(_GPM_PIPES[metric.metricId])
+                metric.nvmlReturn = pynvml.NVML_SUCCESS
             elif metric.metricId == pynvml.NVML_GPM_METRIC_SM_OCCUPANCY:
-                metric.value, metric.nvmlReturn = busy * 45, pynvml.NVML_SUCCESS
+                metric.value, metric.nvmlReturn = mean(Pipe.SM) * 0.45, pynvml.NVML_SUCCESS
             else:
                 metric.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
         return request

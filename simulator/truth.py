@@ -1,4 +1,5 @@
-"""Ground truth for attribution: who holds what, and the state seconds that follow.
+"""Ground truth for attribution (who holds what, and the state seconds that follow) and
+for each device's energy.
 
 Computed from the scenario alone, never from NVML or the exporter: at each
 collection, a pod whose engine is up is busy when its engine served a token or ran a
@@ -7,6 +8,11 @@ included); any other pod by its true mean activity over the window on its own sh
 of its device. Time between collections is charged as the exporter documents it
 (GPU fraction * share, the unallocated rest with no tenant). Devices without any
 activity signal (MIG on a GPU without GPM) count a running process as busy.
+
+A device's true energy comes from the node's power model (`SimulatedNode`): a whole
+GPU's is what its energy counter counts; a MIG instance's is its slices' share of the
+GPU's idle power plus its own activity's part of the rest, the physics the simulated
+GPU's power and counter follow.
 """
 
 from __future__ import annotations
@@ -104,3 +110,27 @@ def engine_worked(node: SimulatedNode, pod: PodSpec, times: Sequence[float]) -> 
         worked.append(grew or (stats.requests_running or 0) > 0)
         last = (started, prompt, generation)
     return worked
+
+
+def device_energy(
+    node: SimulatedNode, t0: float, t1: float, step: float = 10.0
+) -> dict[str, float]:
+    """True joules each device present at `t1` drew over [t0, t1], by device UUID (a whole
+    GPU's UUID, or a MIG instance's), integrated in `step`s as the MIG layout may change."""
+    joules: defaultdict[str, float] = defaultdict(float)
+    edges = [t0 + i * step for i in range(int((t1 - t0) // step) + 1)]
+    if edges[-1] < t1:
+        edges.append(t1)
+    for a, b in pairwise(edges):
+        for index, slot in live_devices(node, b):
+            joules[_uuid(node, index, slot, b)] += node.device_energy_joules(index, slot, a, b)
+    present = {_uuid(node, index, slot, t1) for index, slot in live_devices(node, t1)}
+    return {device: value for device, value in joules.items() if device in present}
+
+
+def _uuid(node: SimulatedNode, index: int, slot: int | None, t: float) -> str:
+    if slot is None:
+        return node.gpu_uuids[index]
+    instance = (node.layout(index, t) or ())[slot]
+    assert instance is not None  # live_devices lists only slots with an instance
+    return instance.uuid

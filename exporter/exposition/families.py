@@ -246,6 +246,12 @@ def _device_families(snapshot: NodeSnapshot) -> Iterator[Metric]:
         ("gpuwork_device_sm_active_ratio", "sm_active_ratio",
          "SM activity in 0-1 over the last collection interval; absent where the "
          "hardware cannot tell."),
+        ("gpuwork_device_tensor_active_ratio", "tensor_active_ratio",
+         "Share of the last collection interval the SMs ran tensor-core work, 0-1 (GPM); "
+         "absent where the hardware cannot tell."),
+        ("gpuwork_device_dram_bandwidth_ratio", "dram_bandwidth_ratio",
+         "DRAM bandwidth used over the last collection interval over its peak, 0-1 (GPM); "
+         "absent where the hardware cannot tell."),
         ("gpuwork_device_processes", "processes", "Compute processes running on the device."),
     )  # fmt: skip
     for name, attribute, doc in specs:

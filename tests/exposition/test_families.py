@@ -179,17 +179,32 @@ def test_mig_without_gpm_has_no_activity_sample_not_a_zero() -> None:
         assert device["activity_source"] == "none"
         assert device["mig_profile"] in {"4g.40gb", "3g.40gb"}
         labels = {"device": device["device"]}
-        assert registry.get_sample_value("gpuwork_device_sm_active_ratio", labels) is None
+        for ratio in GPM_RATIOS:
+            assert registry.get_sample_value(ratio, labels) is None, ratio
         assert registry.get_sample_value("gpuwork_device_memory_total_bytes", labels)
 
     # Hopper MIG instances on the same node do have it (GPM), idle ones as a real 0.
     gpm = [d for d in info.values() if d["activity_source"] == "gpm" and d["mig_profile"]]
     assert gpm
     for device in gpm:
-        value = registry.get_sample_value(
-            "gpuwork_device_sm_active_ratio", {"device": device["device"]}
-        )
-        assert value is not None and 0 <= value <= 1
+        for ratio in GPM_RATIOS:
+            value = registry.get_sample_value(ratio, {"device": device["device"]})
+            assert value is not None and 0 <= value <= 1, ratio
+    # GPM's tensor and DRAM figures exist only with GPM: not beside utilization (A100, L4)
+    utilization = [d for d in info.values() if d["activity_source"] == "utilization"]
+    assert utilization
+    for device in utilization:
+        labels = {"device": device["device"]}
+        assert registry.get_sample_value("gpuwork_device_sm_active_ratio", labels) is not None
+        for ratio in GPM_RATIOS[1:]:
+            assert registry.get_sample_value(ratio, labels) is None
+
+
+GPM_RATIOS = (
+    "gpuwork_device_sm_active_ratio",
+    "gpuwork_device_tensor_active_ratio",
+    "gpuwork_device_dram_bandwidth_ratio",
+)
 
 
 def test_remapped_rows_of_a_mig_gpu_with_instances_are_absent_not_zero() -> None:

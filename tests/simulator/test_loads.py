@@ -9,8 +9,10 @@ from simulator.loads import (
     BURST_PERIOD_SEGMENTS,
     SEGMENT_SECONDS,
     LoadProfile,
+    Pipe,
     activity,
     mean_activity,
+    pipe_share,
     runs_process,
 )
 
@@ -45,3 +47,13 @@ def test_empty_interval_gives_the_instant_value() -> None:
     assert mean_activity(LoadProfile.BUSY, "p", 0, 12.0, 12.0) == activity(
         LoadProfile.BUSY, "p", 0, 12.0
     )
+
+
+def test_tensor_and_dram_shares_are_constant_per_pod_and_below_sm() -> None:
+    pods = [f"ns/pod-{i}" for i in range(50)]
+    assert all(pipe_share(Pipe.SM, pod, 3) == 1.0 for pod in pods)
+    tensor = [pipe_share(Pipe.TENSOR, pod, 3) for pod in pods]
+    dram = [pipe_share(Pipe.DRAM, pod, 3) for pod in pods]
+    assert all(0.5 <= v < 0.9 for v in tensor) and all(0.3 <= v < 0.8 for v in dram)
+    assert len(set(tensor)) == len(pods)  # each pod its own
+    assert pipe_share(Pipe.TENSOR, "ns/pod-0", 3) == tensor[0]  # the same every time

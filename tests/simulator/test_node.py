@@ -87,6 +87,40 @@ def test_energy_integrates_power() -> None:
     assert small.energy_joules(0, 60.0) == small.energy_joules(0, 120.0)  # never goes back
 
 
+def test_a_driver_reload_starts_the_energy_counter_again() -> None:
+    reload = {"kind": "driver_not_loaded", "at": 30, "until": 40}
+    reloaded = node_of({"gpus": [{"model": "L4"}], "faults": [reload]})
+    steady = node_of({"gpus": [{"model": "L4"}]})
+    before = reloaded.energy_joules(0, 20.0)
+    assert before == pytest.approx(steady.energy_joules(0, 20.0)) and before > 0
+    # NVML counts since the driver loaded: from 40 s, as if the GPU had started then
+    assert reloaded.energy_joules(0, 50.0) == pytest.approx(16 * 10)  # L4 idle: 16 W
+    assert reloaded.energy_joules(0, 50.0) < before
+
+
+def test_device_energy_follows_the_power_model_and_adds_up_to_the_gpu() -> None:
+    small = node("small")  # GPU 1: 3g.40gb idle, 2g.20gb bursty, a free slot, 1g.10gb free
+    model = small.models[1]
+    gpu = small.energy_joules(1, 120.0)
+    instances = sum(small.device_energy_joules(1, slot, 0, 120.0) for slot in (0, 1, 3))
+    free_idle = model.idle_watts * 1 / 7 * 120.0  # the free slice still idles
+    assert gpu == pytest.approx(instances + free_idle, rel=1e-9)
+    # one instance: its slices' idle power and its own activity's part of the rest
+    busy = small.device_mean_activity(1, 1, 0, 120.0)
+    assert busy > 0
+    dynamic = (model.max_watts - model.idle_watts) * busy * 2 / 7
+    assert small.device_energy_joules(1, 1, 0, 120.0) == pytest.approx(
+        (model.idle_watts * 2 / 7 + dynamic) * 120.0
+    )
+    assert small.device_energy_joules(1, 0, 0, 120.0) == pytest.approx(
+        model.idle_watts * 3 / 7 * 120.0  # an idle instance: its idle share alone
+    )
+    # a whole GPU's is its counter's
+    assert small.device_energy_joules(0, None, 0, 120.0) == pytest.approx(
+        small.energy_joules(0, 120.0)
+    )
+
+
 def test_gpu_activity_on_mig_weights_instances_by_slices() -> None:
     small = node("small")
     expected = sum(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pynvml
 import pytest
 
+from simulator.loads import Pipe
 from simulator.nvml import SimulatedNvml
 from tests.support.sim import make_sim, scenario_from
 
@@ -138,6 +139,34 @@ def test_gpm_metrics_need_two_samples_of_one_target() -> None:
         nvml.nvmlGpmSampleFree(a)
     nvml.nvmlGpmSampleFree(b)
     assert nvml.gpm_samples_outstanding == 0
+
+
+def test_gpm_tensor_and_dram_activity_are_the_true_means_in_percent() -> None:
+    sim = make_sim("small")
+    nvml = sim.nvml
+    nvml.nvmlInit()
+    whole = nvml.nvmlDeviceGetHandleByIndex(0)
+    a, b = nvml.nvmlGpmSampleAlloc(), nvml.nvmlGpmSampleAlloc()
+    nvml.nvmlGpmSampleGet(whole, a)
+    t0 = sim.clock()
+    sim.clock.advance(25)
+    nvml.nvmlGpmSampleGet(whole, b)
+    request = pynvml.c_nvmlGpmMetricsGet_t()
+    request.version = pynvml.NVML_GPM_METRICS_GET_VERSION
+    request.numMetrics = 3
+    request.sample1, request.sample2 = a, b
+    pipes = [(pynvml.NVML_GPM_METRIC_SM_UTIL, Pipe.SM),
+             (pynvml.NVML_GPM_METRIC_ANY_TENSOR_UTIL, Pipe.TENSOR),
+             (pynvml.NVML_GPM_METRIC_DRAM_BW_UTIL, Pipe.DRAM)]  # fmt: skip
+    for i, (metric_id, _) in enumerate(pipes):
+        request.metrics[i].metricId = metric_id
+    nvml.nvmlGpmMetricsGet(request)
+    for i, (_, pipe) in enumerate(pipes):
+        truth = sim.node.device_mean_activity(0, None, t0, sim.clock(), pipe)
+        assert request.metrics[i].nvmlReturn == pynvml.NVML_SUCCESS
+        assert request.metrics[i].value == pytest.approx(truth * 100) and truth > 0
+    nvml.nvmlGpmSampleFree(a)
+    nvml.nvmlGpmSampleFree(b)
 
 
 def test_events_are_delivered_once_to_registered_sets() -> None:

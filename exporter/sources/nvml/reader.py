@@ -66,6 +66,24 @@ class _GpuIdentity:
 
 
 @dataclass(frozen=True, slots=True)
+class _Gpm:
+    """One device's GPM metrics over one interval, 0-1; None where NVML did not give one."""
+
+    sm: float | None = None
+    tensor: float | None = None
+    dram: float | None = None
+
+
+_NO_GPM = _Gpm()
+# The GPM metrics asked, in `_Gpm`'s order, each with its name in `NvmlReading.absent`.
+_GPM_METRICS = (
+    (pynvml.NVML_GPM_METRIC_SM_UTIL, "gpm_sm_active"),
+    (pynvml.NVML_GPM_METRIC_ANY_TENSOR_UTIL, "gpm_tensor_active"),
+    (pynvml.NVML_GPM_METRIC_DRAM_BW_UTIL, "gpm_dram_bandwidth"),
+)
+
+
+@dataclass(frozen=True, slots=True)
 class _MigIdentity:
     gpu_instance_id: int
     compute_instance_id: int
@@ -304,9 +322,11 @@ class NvmlReader:
     def _read_whole_gpu(self, handle: Any, gpu: _GpuIdentity) -> DeviceStats:
         nvml, uuid = self._nvml, gpu.uuid
         memory = self._optional("memory", uuid, nvml.nvmlDeviceGetMemoryInfo, handle)
+        gpm = _NO_GPM
         if gpu.gpm_supported:
             source = ActivitySource.GPM
-            activity = self._gpm_activity(uuid, uuid, nvml.nvmlGpmSampleGet, handle)
+            gpm = self._gpm_activity(uuid, uuid, nvml.nvmlGpmSampleGet, handle)
+            activity = gpm.sm
         else:
             rates = self._optional("utilization", uuid, nvml.nvmlDeviceGetUtilizationRates, handle)
             source = ActivitySource.UTILIZATION if rates is not None else ActivitySource.NONE
@@ -322,6 +342,8 @@ class NvmlReader:
             memory_total_bytes=memory.total if memory is not None else None,
             sm_active_ratio=activity,
             activity_source=source,
+            tensor_active_ratio=gpm.tensor,
+            dram_bandwidth_ratio=gpm.dram,
             **self._processes(handle, uuid, self._process_activity(handle, uuid)),
         )
 
@@ -345,9 +367,9 @@ class NvmlReader:
         uuid = text(self._call(nvml.nvmlDeviceGetUUID, mig))
         identity = self._migs.get(uuid) or self._identify_mig(mig, uuid, gpu)
         memory = self._optional("memory", gpu.uuid, nvml.nvmlDeviceGetMemoryInfo, mig)
-        activity = None
+        gpm = _NO_GPM
         if gpu.gpm_supported:
-            activity = self._gpm_activity(
+            gpm = self._gpm_activity(
                 uuid, gpu.uuid, nvml.nvmlGpmMigSampleGet, parent, identity.gpu_instance_id
             )
         return DeviceStats(
@@ -359,9 +381,11 @@ class NvmlReader:
             gpu_fraction=identity.fraction,
             memory_used_bytes=memory.used if memory is not None else None,
             memory_total_bytes=memory.total if memory is not None else None,
-            sm_active_ratio=activity,
+            sm_active_ratio=gpm.sm,
             # MIG instances have no utilization counter: GPM (Hopper+) or nothing.
             activity_source=ActivitySource.GPM if gpu.gpm_supported else ActivitySource.NONE,
+            tensor_active_ratio=gpm.tensor,
+            dram_bandwidth_ratio=gpm.dram,
             **self._processes(mig, gpu.uuid, None),  # no per-process utilization on MIG
         )
 
@@ -433,36 +457,44 @@ class NvmlReader:
 
     def _gpm_activity(
         self, device: str, gpu_uuid: str, take_sample: Callable[..., Any], *args: Any
-    ) -> float | None:
-        """SM activity over the time between this collection's GPM sample and the last.
+    ) -> _Gpm:
+        """SM, tensor-core and DRAM bandwidth activity over the time between this
+        collection's GPM sample and the last, asked in one request.
 
-        Absent on a device's first collection: GPM needs two samples.
+        Absent on a device's first collection (GPM needs two samples); each metric absent
+        alone when NVML answers it with an error code.
         """
         nvml = self._nvml
         sample = self._optional("gpm_sample", gpu_uuid, nvml.nvmlGpmSampleAlloc)
         if sample is None:
-            return None
+            return _NO_GPM
         if self._optional("gpm_sample", gpu_uuid, take_sample, *args, sample) is None:
             self._quietly(nvml.nvmlGpmSampleFree, sample)
-            return None
+            return _NO_GPM
         previous = self._gpm_samples.pop(device, None)
         self._gpm_samples[device] = sample
         if previous is None:
-            return None
+            return _NO_GPM
         request = pynvml.c_nvmlGpmMetricsGet_t()
         request.version = pynvml.NVML_GPM_METRICS_GET_VERSION
-        request.numMetrics = 1
+        request.numMetrics = len(_GPM_METRICS)
         request.sample1 = previous
         request.sample2 = sample
-        request.metrics[0].metricId = pynvml.NVML_GPM_METRIC_SM_UTIL
+        for i, (metric_id, _) in enumerate(_GPM_METRICS):
+            request.metrics[i].metricId = metric_id
         result = self._optional("gpm_metrics", gpu_uuid, nvml.nvmlGpmMetricsGet, request)
         self._quietly(nvml.nvmlGpmSampleFree, previous)
         if result is None:
-            return None
-        if request.metrics[0].nvmlReturn != pynvml.NVML_SUCCESS:
-            self._field_absent("gpm_metrics", request.metrics[0].nvmlReturn)
-            return None
-        return min(max(float(request.metrics[0].value) / 100, 0.0), 1.0)
+            return _NO_GPM
+        values: list[float | None] = []
+        for i, (_, what) in enumerate(_GPM_METRICS):
+            metric = request.metrics[i]
+            if metric.nvmlReturn != pynvml.NVML_SUCCESS:
+                self._field_absent(what, metric.nvmlReturn)
+                values.append(None)
+            else:  # GPM answers percentages, 0-100
+                values.append(min(max(float(metric.value) / 100, 0.0), 1.0))
+        return _Gpm(*values)
 
     # -- XID events --------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import pytest
 from exporter.model import ActivitySource, DeviceStats, GpuStats, MigMode, NvmlReading
 from exporter.sources.nvml.library import NvmlDownError, mig_profile_name
 from exporter.sources.nvml.reader import NvmlReader, _device_of_event
+from simulator.loads import Pipe
 from simulator.node import DeviceTruth
 from tests.support.sim import Sim, make_sim, scenario_from
 
@@ -74,8 +75,15 @@ def test_devices_match_ground_truth(scenario: str) -> None:
                 ),
                 None,
             )
-            expected = sim.node.device_mean_activity(index, slot, t0, sim.clock())
-            assert device.sm_active_ratio == pytest.approx(min(expected, 1.0), abs=1e-9)
+            for pipe, value in (
+                (Pipe.SM, device.sm_active_ratio),
+                (Pipe.TENSOR, device.tensor_active_ratio),
+                (Pipe.DRAM, device.dram_bandwidth_ratio),
+            ):
+                expected = sim.node.device_mean_activity(index, slot, t0, sim.clock(), pipe)
+                assert value == pytest.approx(min(expected, 1.0), abs=1e-9), pipe
+        else:  # no GPM: no tensor or DRAM figure, whatever the SM figure comes from
+            assert device.tensor_active_ratio is device.dram_bandwidth_ratio is None
     assert sim.reader.errors == {}
 
 
@@ -111,7 +119,59 @@ def test_energy_counter_only_grows() -> None:
 def test_gpm_activity_is_absent_on_the_first_collection() -> None:
     sim = started("small")
     first = sim.reader.read()
-    assert all(d.sm_active_ratio is None for g in first.gpus for d in g.devices)
+    devices = [d for g in first.gpus for d in g.devices]
+    assert devices and all(d.sm_active_ratio is None for d in devices)
+    assert all(d.tensor_active_ratio is d.dram_bandwidth_ratio is None for d in devices)
+
+
+def test_tensor_and_dram_activity_come_with_sm_activity_in_one_gpm_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sim = started("small")
+    asked: list[list[int]] = []
+    metrics_get = sim.nvml.nvmlGpmMetricsGet
+
+    def recorded(request: Any) -> Any:
+        asked.append([request.metrics[i].metricId for i in range(request.numMetrics)])
+        return metrics_get(request)
+
+    monkeypatch.setattr(sim.nvml, "nvmlGpmMetricsGet", recorded)
+    devices = list(by_device(two_reads(sim)).values())
+    assert len(asked) == len(devices) == 4  # a whole GPU and three MIG instances
+    assert all(
+        ids == [pynvml.NVML_GPM_METRIC_SM_UTIL, pynvml.NVML_GPM_METRIC_ANY_TENSOR_UTIL,
+                pynvml.NVML_GPM_METRIC_DRAM_BW_UTIL]
+        for ids in asked
+    )  # fmt: skip
+    busy = [d for d in devices if d.sm_active_ratio]
+    assert busy  # so the next lines check something
+    for d in busy:  # the load model keeps tensor and DRAM activity under SM activity
+        assert 0 < d.tensor_active_ratio < d.sm_active_ratio  # type: ignore[operator]
+        assert 0 < d.dram_bandwidth_ratio < d.sm_active_ratio  # type: ignore[operator]
+
+
+def test_a_gpm_metric_answered_with_an_error_is_absent_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sim = started("small")
+    metrics_get = sim.nvml.nvmlGpmMetricsGet
+
+    def no_tensor(request: Any) -> Any:  # a driver that does not know the tensor metric
+        metrics_get(request)
+        for i in range(request.numMetrics):
+            if request.metrics[i].metricId == pynvml.NVML_GPM_METRIC_ANY_TENSOR_UTIL:
+                request.metrics[i].value = 0.0
+                request.metrics[i].nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
+        return request
+
+    monkeypatch.setattr(sim.nvml, "nvmlGpmMetricsGet", no_tensor)
+    reading = two_reads(sim)
+    devices = list(by_device(reading).values())
+    assert all(d.tensor_active_ratio is None for d in devices)
+    assert all(d.sm_active_ratio is not None and d.dram_bandwidth_ratio is not None
+               for d in devices)  # fmt: skip
+    assert reading.absent == {("gpm_tensor_active", "not_supported"): 4}
+    assert sim.reader.errors == {}
 
 
 def test_mig_quirks_empty_slots_and_no_utilization() -> None:

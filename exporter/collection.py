@@ -30,6 +30,7 @@ from typing import Any, Generic, TypeVar
 import structlog
 
 from exporter.accounting.cost import hourly_costs
+from exporter.accounting.energy import EnergyLedger
 from exporter.accounting.useful_work import WorkLedger
 from exporter.accounting.waste import WasteLedger
 from exporter.errors import ErrorKind, SourceError
@@ -104,6 +105,7 @@ class Collection:
         rules: Sequence[TenantRule] = (),
         ledger: WasteLedger | None = None,
         work: WorkLedger | None = None,
+        energy: EnergyLedger | None = None,
         prices: Sequence[tuple[str, float]] = (),
         monotonic: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -114,6 +116,7 @@ class Collection:
         self._rules = tuple(rules)
         self._ledger = ledger
         self._work = work if work is not None else WorkLedger()
+        self._energy = energy if energy is not None else EnergyLedger()
         self._prices = tuple(prices)
         self._monotonic = monotonic
         self._wall_clock = wall_clock
@@ -166,6 +169,7 @@ class Collection:
             metadata_stale=view is not None and (view.stale or not _fresh(cluster)),
             work=work,
             device_hourly_cost=hourly_costs(reading, self._prices) if reading else {},
+            device_energy=self._energy.update(reading, started) if reading else self._energy.held(),
         )
         published = self._publish(snapshot)
         if published is not None:

@@ -328,6 +328,16 @@ class CollectorHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceEnergy:
+    """Joules a device used since the exporter first saw it (a counter)."""
+
+    joules: float
+    # False: a whole GPU, read from NVML's energy counter. True: a MIG instance, its share
+    # of its GPU's energy by `exporter.accounting.energy.split_energy`
+    estimated: bool
+
+
+@dataclass(frozen=True, slots=True)
 class NodeSnapshot:
     """The whole state a scrape renders."""
 
@@ -342,3 +352,4 @@ class NodeSnapshot:
     metadata_stale: bool = False  # pod metadata is the last known; the API server is away
     work: tuple[PodWork, ...] = ()  # engine pods holding devices, with their useful work
     device_hourly_cost: Mapping[str, float] = field(default_factory=dict)  # device -> price/h
+    device_energy: Mapping[str, DeviceEnergy] = field(default_factory=dict)  # device -> joules

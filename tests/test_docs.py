@@ -29,8 +29,10 @@ def served_names() -> set[str]:
             "started_before_seconds": 0,
         }
     ]
-    # an L4 beside the H100: samples its hardware does not have are absent, and said so
-    gpus = [{"model": "H100-SXM5-80GB"}, {"model": "L4"}]
+    # an L4 beside the H100: samples its hardware does not have are absent, and said so;
+    # an H100 in MIG mode: its instances' energy is split (estimated)
+    gpus = [{"model": "H100-SXM5-80GB"}, {"model": "L4"},
+            {"model": "H100-SXM5-80GB", "mig": ["3g.40gb", "1g.10gb"]}]  # fmt: skip
     sim = make_sim(scenario_from({"name": "t", "gpus": gpus, "pods": pods, "faults": faults}))
     sim.reader.start()
     first = sim.reader.read()

@@ -60,6 +60,7 @@ def build_families(snapshot: NodeSnapshot) -> list[Metric]:
         *_device_families(snapshot),
         *_attribution_families(snapshot),
         *_work_families(snapshot),
+        *_energy_families(snapshot),
     ]
 
 
@@ -399,6 +400,24 @@ def _work_families(snapshot: NodeSnapshot) -> Iterator[Metric]:
     for device, price in sorted(snapshot.device_hourly_cost.items()):
         cost.add_metric([device], price)
     yield cost
+
+
+def _energy_families(snapshot: NodeSnapshot) -> Iterator[Metric]:
+    measured = _counter(
+        "gpuwork_device_energy_joules",
+        "Energy the device (a whole GPU) used since the exporter started, from NVML's "
+        "energy counter.",
+        ("device",),
+    )
+    estimated = _counter(
+        "gpuwork_device_energy_estimated_joules",
+        "Energy a MIG instance used since the exporter started: an estimate, its share of "
+        "its GPU's energy (idle power by GPU fraction, the rest by SM activity x fraction).",
+        ("device",),
+    )
+    for device, energy in sorted(snapshot.device_energy.items()):
+        (estimated if energy.estimated else measured).add_metric([device], energy.joules)
+    yield from (measured, estimated)
 
 
 def _bound(le: float) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from exporter.accounting.cost import hourly_costs
+from exporter.accounting.energy import EnergyLedger
 from exporter.accounting.useful_work import WorkLedger
 from exporter.accounting.waste import WasteLedger
 from exporter.exposition.families import SnapshotCollector
@@ -55,11 +56,14 @@ def attributed(sim: Sim, first: NvmlReading, second: NvmlReading) -> dict[str, A
         seen = readings(t)  # before the engines' cold start, then after it
         work = engines.update(((k, tenants[k], 1_699_999_900.0) for k in seen), seen, wall)
     worked = {(w.namespace, w.pod): w.worked for w in work}
+    energy = EnergyLedger()
+    energy.update(first, sim.clock() - 10.0)
     return {
         "attribution": attribution,
         "ledger": book.update(second, attribution, sim.clock(), worked),
         "work": work,
         "device_hourly_cost": hourly_costs(second, (("*H100*", 4.0),)),
+        "device_energy": energy.update(second, sim.clock()),
     }
 
 

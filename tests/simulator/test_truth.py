@@ -17,9 +17,7 @@ def test_device_energy_is_each_device_under_the_power_model() -> None:
     assert set(truth) == {node.gpu_uuids[0], *(m.uuid for m in layout)}
     for m in layout:
         assert truth[m.uuid] == pytest.approx(node.device_energy_joules(1, m.slot, 5.0, 125.0))
-    assert truth[node.gpu_uuids[0]] == pytest.approx(
-        node.energy_joules(0, 125.0) - counter_at_5[0]
-    )
+    assert truth[node.gpu_uuids[0]] == pytest.approx(node.energy_joules(0, 125.0) - counter_at_5[0])
     # the instances and the free slice's idle power: the GPU's counter
     idle = node.models[1].idle_watts / 7 * 120.0
     counted = node.energy_joules(1, 125.0) - counter_at_5[1]

@@ -133,6 +133,26 @@ async def test_nvml_going_away_mid_run_is_reported_and_recovered() -> None:
     await collection.close()
 
 
+async def test_energy_holds_while_nvml_is_down_and_counts_on_after_a_driver_reload() -> None:
+    sim, published = make_sim(driver_outage(at=25, until=30)), Published()
+    collection = collection_for(sim, published)
+    gpu = sim.node.gpu_uuids[0]
+    joules = []
+    for now in (1, 11, 21, 26, 31, 41):  # NVML down at 26; the driver reloaded at 30
+        sim.clock.now = now
+        snapshot = await collection.collect_once()
+        joules.append(snapshot.device_energy[gpu].joules)
+        assert not snapshot.device_energy[gpu].estimated
+    assert joules[0] == 0 and joules[3] == joules[2]  # held while down
+    assert joules == sorted(joules)  # the counter's restart is no fall
+    # what NVML counted: 1-21 s, then from the reload on (21-25 s died with the driver)
+    truth = sim.node.device_energy_joules(0, None, 1, 21) + sim.node.device_energy_joules(
+        0, None, 30, 41
+    )
+    assert joules[-1] == pytest.approx(truth, rel=1e-6)
+    await collection.close()
+
+
 class BlockingReader(NvmlReader):
     """A reader whose read hangs until released, as a wedged driver call would."""
 

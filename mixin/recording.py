@@ -77,9 +77,9 @@ def groups(config: Config) -> list[Group]:
     cost = "namespace_pod_state:gpuwork_cost:increase1h"
     waste = 'state=~"allocated_idle|allocated_no_process"'
 
-    def split_among_models(*level: str) -> str:
-        """GPU-seconds per `level` (which names `model`), each pod's split evenly among the
-        models it serves."""
+    def split_among_models(*level: str, per_pod: str = held) -> str:
+        """`per_pod` (GPU-seconds) per `level` (which names `model`), each pod's split evenly
+        among the models it serves."""
         return _expr(f"""
             sum by {by(*level)} (
               (
@@ -90,7 +90,7 @@ def groups(config: Config) -> list[Group]:
                 )
               )
                 * on {by("namespace", "pod")} group_left
-              sum by {by("namespace", "pod")} ({held})
+              sum by {by("namespace", "pod")} ({per_pod})
             ) > 0
             """)
 
@@ -297,7 +297,105 @@ def groups(config: Config) -> list[Group]:
             "the devices that report one (a whole GPU: its own; MIG: its instances' mean)",
         ),
     ]
-    return [Group("gpuwork-useful-work", useful_work), Group("gpuwork-gpu-activity", gpu_activity)]
+    energy = "namespace_pod:gpuwork_energy_joules:increase1h"
+    pod_on = by("namespace", "pod")
+
+    def engine_pods(series: str) -> str:
+        """`series` for engine pods (those with tokens in the hour) whose energy is known."""
+        return f"({series} and on {pod_on} {tokens})"
+
+    def energy_of(*level: str) -> str:
+        return f"sum by {by(*level)} ({engine_pods(energy)})"
+
+    def tokens_with_energy(*level: str) -> str:
+        return f"(sum by {by(*level)} ({tokens} and on {pod_on} {energy}) > 0)"
+
+    model_energy = indent(split_among_models("model", per_pod=energy), "  ").rstrip("\n")
+    energy_rules = [
+        Rule(
+            energy,
+            _expr(f"""
+                sum by {by("namespace", "pod", "tenant", "node", "model_name")} (
+                  (
+                    sum by {by("namespace", "pod", "tenant", "device")} (
+                      increase({raw("gpuwork_device_state_seconds_total", 'state!="unallocated"')}[1h])
+                    )
+                      / on {by("device")} group_left ()
+                    (sum by {by("device")} (increase({raw("gpuwork_device_state_seconds_total")}[1h])) > 0)
+                  )
+                    * on {by("device")} group_left
+                  sum by {by("device")} (
+                    increase({raw("gpuwork_device_energy_joules_total")}[1h])
+                      or
+                    increase({raw("gpuwork_device_energy_estimated_joules_total")}[1h])
+                  )
+                    * on {by("device")} group_left (node, model_name)
+                  device:gpuwork_device_gpu_model:last1h
+                )
+                """),  # noqa: E501
+            "joules each pod's devices used, each device's split among its holders as its\n"
+            "GPU-seconds were (a time-slicing replica's share of the time), with where they ran;\n"
+            "whole GPUs measured, MIG instances estimated, devices without a figure left out",
+            "energy: joules per 1,000 tokens",
+        ),
+        Rule("tenant:gpuwork_energy_joules:increase1h", f"sum by {by('tenant')} ({energy})\n"),
+        Rule(
+            "tenant:gpuwork_joules_per_1k_tokens:ratio_rate1h",
+            f"{energy_of('tenant')}\n  / {tokens_with_energy('tenant')}\n  * 1000\n",
+            "every joules-per-tokens figure counts engine pods (tokens in the hour) whose\n"
+            "energy is known: their joules / their tokens x 1000",
+        ),
+        Rule(
+            "model:gpuwork_joules_per_1k_tokens:ratio_rate1h",
+            f"(\n{model_energy}\n)\n  / {tokens_with_energy('model')}\n  * 1000\n",
+            "by the engine's model: a pod's energy is split evenly among the models it serves",
+        ),
+        Rule(
+            "engine:gpuwork_joules_per_1k_tokens:ratio_rate1h",
+            _expr(f"""
+                sum by {by("engine")} (
+                  sum by {pod_on} ({energy})
+                    * on {pod_on} group_left (engine)
+                  group by {by("namespace", "pod", "engine")} (increase({raw("gpuwork_tokens_total")}[1h]))
+                )
+                  / (
+                  sum by {by("engine")} (
+                    increase({raw("gpuwork_tokens_total")}[1h]) and on {pod_on} {energy}
+                  ) > 0
+                )
+                  * 1000
+                """),  # noqa: E501
+            "by engine (vllm, sglang, tgi, trtllm)",
+        ),
+        Rule(
+            "model_name:gpuwork_joules_per_1k_tokens:ratio_rate1h",
+            _expr(f"""
+                {energy_of("model_name")}
+                  / (
+                  sum by {by("model_name")} (
+                    (
+                      (
+                        sum by {by("namespace", "pod", "model_name")} ({held})
+                          / on {pod_on} group_left
+                        sum by {pod_on} ({held})
+                          > 0
+                      )
+                        * on {pod_on} group_left
+                      sum by {pod_on} ({tokens})
+                    )
+                      and on {by("namespace", "pod", "model_name")} {energy}
+                  ) > 0
+                )
+                  * 1000
+                """),
+            "by GPU model: a pod's tokens split as its GPU time was, as for tokens per GPU-hour",
+        ),
+    ]
+    return [
+        Group("gpuwork-useful-work", useful_work),
+        Group("gpuwork-gpu-activity", gpu_activity),
+        Group("gpuwork-energy", energy_rules),
+    ]
 
 
 class _Dumper(yaml.SafeDumper):

@@ -128,6 +128,23 @@ def device_energy(
     return {device: value for device, value in joules.items() if device in present}
 
 
+def pod_energy(node: SimulatedNode, t0: float, t1: float, step: float = 10.0) -> dict[str, float]:
+    """True joules of each pod over [t0, t1], by `namespace/name`: each device it holds
+    drew, times the share of it the pod holds (a time-slicing replica's), as the
+    recording rules charge it."""
+    joules: defaultdict[str, float] = defaultdict(float)
+    edges = [t0 + i * step for i in range(int((t1 - t0) // step) + 1)]
+    if edges[-1] < t1:
+        edges.append(t1)
+    for a, b in pairwise(edges):
+        for index, slot in live_devices(node, b):
+            used = node.device_energy_joules(index, slot, a, b)
+            for tenancy in node.tenants_of(index, slot):
+                share = node.holding_share(index, tenancy)
+                joules[f"{tenancy.pod.namespace}/{tenancy.pod.name}"] += used * share
+    return dict(joules)
+
+
 def _uuid(node: SimulatedNode, index: int, slot: int | None, t: float) -> str:
     if slot is None:
         return node.gpu_uuids[index]

@@ -37,14 +37,18 @@ from exporter.exposition.families import build_families
 from exporter.model import DeviceState, NodeSnapshot
 from mixin.config import CONFIG
 from simulator.bodies.faults import BodyFault
+from simulator.node import pod_key
 from simulator.scenario import (
     EngineBodyFault,
     ExporterRestartFault,
     Fault,
     Scenario,
     load_scenario,
+    parse_device_ref,
 )
+from simulator.truth import pod_energy
 from simulator.work import tenant_gpu_seconds_held, tenant_tokens
+from simulator.work import true_tokens as pod_true_tokens
 from tests.support.exporter_run import INTERVAL, Run, exporter_on_mixed
 from tests.support.paths import REPO
 from tests.support.programs import promtool
@@ -65,7 +69,10 @@ SERIES = {  # what the rules read
     "gpuwork_device_info",
     "gpuwork_gpu_info",
     "gpuwork_device_sm_active_ratio",
+    "gpuwork_device_energy_joules_total",
+    "gpuwork_device_energy_estimated_joules_total",
 }
+ENERGY = ("gpuwork_device_energy_joules_total", "gpuwork_device_energy_estimated_joules_total")
 WASTE = {DeviceState.ALLOCATED_IDLE, DeviceState.ALLOCATED_NO_PROCESS}
 
 # Samples at 0, 10, ..., 3700 s of promtool's time. Rules are evaluated every 65 s, so at
@@ -292,7 +299,9 @@ def expected_rules(samples: Samples) -> dict[str, Result]:
             active[gpu] += value * fraction_now[device]
             reporting[gpu] += fraction_now[device]
 
+    energy = energy_rules(samples, tokens, held)
     return {
+        **energy,
         "device:gpuwork_device_gpu_model:last1h": {
             labelled(**{C: cluster_of[d]}, device=d, node=node, model_name=m): 1.0
             for d, (node, m) in where.items()
@@ -332,6 +341,105 @@ def expected_rules(samples: Samples) -> dict[str, Result]:
         "tenant:gpuwork_cost_per_request:ratio_rate1h": ratio(tenant_cost, tenant_requests),
         "gpu_uuid:gpuwork_device_sm_active_ratio:fraction_weighted": ratio(
             dict(active), dict(reporting)
+        ),
+    }
+
+
+def energy_rules(
+    samples: Samples,
+    tokens: list[tuple[dict[str, str], float]],
+    held: list[tuple[dict[str, str], float]],
+) -> dict[str, Result]:
+    """The `gpuwork-energy` group, computed here: each device's energy split among its
+    holders as its GPU-seconds were; joules per 1,000 tokens of engine pods whose energy
+    is known."""
+    C = CLUSTER  # noqa: N806
+
+    def key(labels: Mapping[str, str], *names: str) -> Labels:
+        return labelled(**{n: labels.get(n, "") for n in (C, *names)})
+
+    model_of_gpu = {lb["gpu_uuid"]: lb["model_name"] for lb, _ in samples.last("gpuwork_gpu_info")}
+    where = {
+        lb["device"]: (lb["node"], model_of_gpu[lb["gpu_uuid"]])
+        for lb, _ in samples.last("gpuwork_device_info")
+        if lb["gpu_uuid"] in model_of_gpu
+    }
+    used: defaultdict[Labels, float] = defaultdict(float)  # (cluster, device) -> joules
+    for name in ENERGY:
+        for labels, points in samples.window(name):
+            if (n := increase(points)) is not None:
+                used[key(labels, "device")] += n
+    device_seconds: defaultdict[Labels, float] = defaultdict(float)  # every state, unallocated too
+    pod_seconds: defaultdict[Labels, float] = defaultdict(float)  # (cluster, pod..., device)
+    for labels, points in samples.window("gpuwork_device_state_seconds_total"):
+        if (n := increase(points)) is None:
+            continue
+        device_seconds[key(labels, "device")] += n
+        if labels["state"] != DeviceState.UNALLOCATED:
+            pod_seconds[key(labels, "namespace", "pod", "tenant", "device")] += n
+    rows: list[tuple[dict[str, str], float]] = []  # a pod's joules on one device
+    for k, seconds in pod_seconds.items():
+        labels = dict(k)
+        device = key(labels, "device")
+        if device_seconds[device] > 0 and device in used and labels["device"] in where:
+            node, model_name = where[labels["device"]]
+            share = seconds / device_seconds[device]
+            rows.append(({**labels, "node": node, "model_name": model_name}, share * used[device]))
+
+    pod = (C, "namespace", "pod", "tenant")
+    with_tokens = {key(labels, "namespace", "pod") for labels, _ in tokens}
+    with_energy = {key(labels, "namespace", "pod") for labels, _ in rows}
+    engine_energy = [(lb, v) for lb, v in rows if key(lb, "namespace", "pod") in with_tokens]
+    known_tokens = [(lb, v) for lb, v in tokens if key(lb, "namespace", "pod") in with_energy]
+
+    # by model: each pod's energy split evenly among the models it serves
+    energy_of_pod = sum_by(rows, C, "namespace", "pod")
+    models_of_pod: defaultdict[Labels, set[str]] = defaultdict(set)
+    for labels, _ in tokens:
+        models_of_pod[key(labels, "namespace", "pod")].add(labels.get("model", ""))
+    model_energy: defaultdict[Labels, float] = defaultdict(float)
+    for p, models in models_of_pod.items():
+        if p in energy_of_pod:
+            for model in models:
+                model_energy[key({**dict(p), "model": model}, "model")] += energy_of_pod[p] / len(
+                    models
+                )
+    # by engine: a pod's one engine, from its token series
+    engine_of_pod = {key(lb, "namespace", "pod"): lb["engine"] for lb, _ in tokens}
+    by_engine: defaultdict[Labels, float] = defaultdict(float)
+    for p, joules in energy_of_pod.items():
+        if p in engine_of_pod:
+            by_engine[key({**dict(p), "engine": engine_of_pod[p]}, "engine")] += joules
+    # by GPU model: each pod's tokens split as its GPU-seconds were, where there is energy
+    tokens_of_pod = sum_by(tokens, C, "namespace", "pod")
+    whole = sum_by(held, C, "namespace", "pod")
+    parts = sum_by(held, C, "namespace", "pod", "model_name")
+    energy_at = {key(lb, "namespace", "pod", "model_name") for lb, _ in rows}
+    gpu_model_tokens: defaultdict[Labels, float] = defaultdict(float)
+    for k, seconds in parts.items():
+        labels = dict(k)
+        of_pod = key(labels, "namespace", "pod")
+        if of_pod in tokens_of_pod and seconds > 0 and k in energy_at:
+            gpu_model_tokens[key(labels, "model_name")] += (
+                tokens_of_pod[of_pod] * seconds / whole[of_pod]
+            )
+
+    return {
+        "namespace_pod:gpuwork_energy_joules:increase1h": sum_by(rows, *pod, "node", "model_name"),
+        "tenant:gpuwork_energy_joules:increase1h": sum_by(rows, C, "tenant"),
+        "tenant:gpuwork_joules_per_1k_tokens:ratio_rate1h": ratio(
+            sum_by(engine_energy, C, "tenant"), sum_by(known_tokens, C, "tenant"), 1000
+        ),
+        "model:gpuwork_joules_per_1k_tokens:ratio_rate1h": ratio(
+            {k: v for k, v in model_energy.items() if v > 0},
+            sum_by(known_tokens, C, "model"),
+            1000,
+        ),
+        "engine:gpuwork_joules_per_1k_tokens:ratio_rate1h": ratio(
+            dict(by_engine), sum_by(known_tokens, C, "engine"), 1000
+        ),
+        "model_name:gpuwork_joules_per_1k_tokens:ratio_rate1h": ratio(
+            sum_by(engine_energy, C, "model_name"), dict(gpu_model_tokens), 1000
         ),
     }
 
@@ -449,6 +557,29 @@ async def test_the_rules_give_what_the_samples_and_the_truth_give(
     whole = sum(true_tokens.values()) / (sum(true_held.values()) / 3600)
     assert node == pytest.approx(whole, rel=0.01)
 
+    # joules per 1,000 tokens per tenant: engine pods whose devices have an energy figure
+    # (not the A100's MIG instances, which have no GPM), against their true energy
+    true_energy = pod_energy(sim.node, t0 + START, t0 + EVAL)
+    blind = {  # pods on a MIG instance of a GPU without GPM: no energy to split
+        pod_key(pod)
+        for pod in sim.node.scenario.pods
+        for index, slot in map(parse_device_ref, pod.devices)
+        if slot is not None and not sim.node.models[index].gpm
+    }
+    engine_pods = [pod for pod in sim.node.scenario.pods
+                   if pod.engine is not None and pod_key(pod) not in blind]  # fmt: skip
+    joules: defaultdict[str, float] = defaultdict(float)
+    served: defaultdict[str, float] = defaultdict(float)
+    for pod in engine_pods:
+        joules[pod.tenant] += true_energy[pod_key(pod)]
+        served[pod.tenant] += sum(pod_true_tokens(sim.node, pod, t0 + START, t0 + EVAL))
+    per_1k = {dict(k)["tenant"]: v for k, v in
+              expected["tenant:gpuwork_joules_per_1k_tokens:ratio_rate1h"].items()}  # fmt: skip
+    truth_1k = {t: joules[t] / served[t] * 1000 for t in served if served[t] > 0}
+    assert set(per_1k) == set(truth_1k) >= {"chat", "ads", "search"}
+    for tenant, value in per_1k.items():
+        assert value == pytest.approx(truth_1k[tenant], rel=0.01), (tenant, per_1k, truth_1k)
+
     # two roads to a tenant's cost agree: GPU-seconds held x price per GPU-hour over the
     # hour, and allocation x device price now (nobody came or went in the hour)
     cost = expected["tenant:gpuwork_cost:increase1h"]
@@ -509,6 +640,21 @@ def synthetic() -> dict[tuple[str, Labels], list[float | None]]:
     active("MIG-e2", lambda i: 0.2)
     # MIG-b and MIG-e3 report no activity (an A100's instances have no GPM)
 
+    def uses(device: str, watts: float, name: str = ENERGY[0], restart: int = STEPS) -> None:
+        """The device's energy counter at `watts`, from 0 when the exporter starts and again
+        at step `restart` (the exporter restarted)."""
+        since, until = gpus[device][5]
+        put(name, lambda i: watts * INTERVAL * (i - since if i < restart else i - restart),
+            since, until, device=device,
+            **{CLUSTER: CLUSTER_OF_NODE[gpus[device][2]]})  # fmt: skip
+
+    uses("GPU-a", 500.0, restart=250)
+    uses("GPU-c", 60.0)  # gone mid-hour
+    uses("GPU-d", 300.0)
+    uses("MIG-e1", 90.0, ENERGY[1])
+    uses("MIG-e2", 150.0, ENERGY[1])
+    # MIG-b has no energy (an A100 has no GPM to split by); MIG-e3 neither (no activity)
+
     def holds(pod: str, tenant: str, device: str, since: int = 0, until: int = STEPS,
               idle: range = range(0), no_process: range = range(0),
               share: float = 1.0) -> None:  # fmt: skip
@@ -556,6 +702,8 @@ def synthetic() -> dict[tuple[str, Labels], list[float | None]]:
     holds("p4", "t3", "MIG-e1")
     serves("p4", "t3", "m1", lambda i: 25.0 * i, node="n2")
     holds("p5", "t3", "MIG-e2", share=0.5, idle=range(STEPS))  # a notebook, half the instance
+    put("gpuwork_device_state_seconds_total", lambda i: INTERVAL * 3 / 7 * 0.5 * i,
+        device="MIG-e2", state="unallocated", **{CLUSTER: "east"})  # its free half  # fmt: skip
     return history
 
 
@@ -628,6 +776,30 @@ def test_the_rules_split_and_join_as_python_does(tmp_path: Path) -> None:
         labelled(tenant="t2", **east): pytest.approx(1.0),
         labelled(tenant="t3", **east): pytest.approx(1 / 7 + 3 / 14),
     }
+    # energy: p5 holds half of MIG-e2 (the other half is free), so half its joules; p1's
+    # are GPU-a's alone (MIG-b has no figure), its counter's restart at 250 a reset
+    samples = Samples(history)
+    used = {
+        labels["device"]: increase(points)
+        for name in ENERGY
+        for labels, points in samples.window(name)
+    }
+    pods_energy = {dict(k)["pod"]: v for k, v in
+                   expected["namespace_pod:gpuwork_energy_joules:increase1h"].items()}  # fmt: skip
+    assert pods_energy["p5"] == pytest.approx(used["MIG-e2"] / 2)  # type: ignore[operator]
+    assert pods_energy["p1"] == pytest.approx(used["GPU-a"])
+    assert used["GPU-a"] == pytest.approx(500 * RANGE, rel=0.01)
+    # joules per 1,000 tokens count engine pods: t3's is p4's alone, not its notebook's
+    p4 = labelled(namespace="t3", pod="p4", tenant="t3", model="m1", **east)
+    per_1k = expected["tenant:gpuwork_joules_per_1k_tokens:ratio_rate1h"]
+    assert per_1k[labelled(tenant="t3", **east)] == pytest.approx(
+        pods_energy["p4"] / tokens[p4] * 1000
+    )
+    assert set(expected["engine:gpuwork_joules_per_1k_tokens:ratio_rate1h"]) == {
+        labelled(engine="vllm"),
+        labelled(engine="vllm", **east),
+    }
+
     # SM activity per GPU: a whole GPU's own; GPU-e's two reporting instances weighted
     # by their fraction, the silent one left out: (0.9 x 1/7 + 0.2 x 3/7) / (4/7)
     assert expected["gpu_uuid:gpuwork_device_sm_active_ratio:fraction_weighted"] == {

@@ -6,7 +6,7 @@ import pytest
 
 from simulator.node import SimulatedNode
 from simulator.scenario import load_scenario
-from simulator.truth import device_energy
+from simulator.truth import device_energy, pod_energy
 
 
 def test_device_energy_is_each_device_under_the_power_model() -> None:
@@ -30,3 +30,13 @@ def test_a_device_gone_by_the_end_has_no_truth() -> None:
     node = SimulatedNode(load_scenario("small").model_validate(data), clock=lambda: 0.0)
     assert node.gpu_uuids[0] not in device_energy(node, 0.0, 100.0)
     assert node.gpu_uuids[0] in device_energy(node, 0.0, 40.0)
+
+
+def test_pod_energy_is_each_held_device_times_the_share_held() -> None:
+    node = SimulatedNode(load_scenario("mixed"), clock=lambda: 0.0)
+    pods = pod_energy(node, 0.0, 60.0)
+    gpu1 = node.device_energy_joules(1, None, 0.0, 60.0)  # time-sliced: 4 replicas, 3 pods
+    for pod in ("ads/ads-ranker-0", "research/research-nb-0", "ads-batch/ads-batch-0"):
+        assert pods[pod] == pytest.approx(gpu1 / 4)
+    chat_small = node.device_energy_joules(3, 3, 0.0, 60.0)  # a 1g.10gb instance, held whole
+    assert pods["chat/chat-small-0"] == pytest.approx(chat_small) and chat_small > 0

@@ -177,6 +177,25 @@ def dashboard(config: Config) -> Board:
         max_value=1,
     )
     b.timeseries(
+        "Tensor-core and DRAM activity per device",
+        unit="percentunit",
+        description="From GPM (Hopper and newer), over each collection interval: the share "
+        "of time the device's SMs ran tensor-core work (gpuwork_device_tensor_active_ratio) "
+        "and its DRAM bandwidth used over the peak (gpuwork_device_dram_bandwidth_ratio). "
+        "Absent on boards without GPM.",
+        queries=[
+            Query(
+                per_device(f"gpuwork_device_tensor_active_ratio{raw()}"),
+                "tensor {{mig_profile}} {{device}}",
+            ),
+            Query(
+                per_device(f"gpuwork_device_dram_bandwidth_ratio{raw()}"),
+                "DRAM {{mig_profile}} {{device}}",
+            ),
+        ],
+        max_value=1,
+    )
+    b.timeseries(
         "Memory used per device",
         unit="bytes",
         description="Device memory in use, per whole GPU or MIG instance.",
@@ -207,6 +226,19 @@ def dashboard(config: Config) -> Board:
         unit="watt",
         description="Board power draw per GPU.",
         queries=[Query(per_gpu(f"gpuwork_gpu_power_watts{raw()}"), "GPU {{gpu_index}}")],
+    )
+    device_watts = (
+        f"rate(gpuwork_device_energy_joules_total{raw()}[{RATE_INTERVAL}]) or "
+        f"rate(gpuwork_device_energy_estimated_joules_total{raw()}[{RATE_INTERVAL}])"
+    )
+    b.timeseries(
+        "Power per device",
+        unit="watt",
+        description="Each device's mean power from its energy counter: a whole GPU's "
+        "measured (gpuwork_device_energy_joules_total), a MIG instance's its estimated "
+        "share of its GPU's (gpuwork_device_energy_estimated_joules_total: idle power by "
+        "GPU fraction, the rest by SM activity). Absent for MIG instances without GPM.",
+        queries=[Query(per_device(device_watts), "{{mig_profile}} {{device}}")],
     )
     b.timeseries(
         "Temperature per GPU",

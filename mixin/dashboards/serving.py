@@ -158,6 +158,27 @@ def dashboard(config: Config) -> Board:
             )
         ],
     )
+    b.timeseries(
+        "Energy per 1,000 tokens",
+        unit="joule",
+        description="Joules per 1,000 tokens over the last hour, by engine model, by engine "
+        "and by GPU model (the gpuwork-energy recording rules): engine pods whose devices "
+        "have an energy figure; whole GPUs measured, MIG instances estimated.",
+        queries=[
+            Query(
+                f"model:gpuwork_joules_per_1k_tokens:ratio_rate1h{b.recorded(MODEL)}",
+                "{{model}}",
+            ),
+            Query(
+                f"engine:gpuwork_joules_per_1k_tokens:ratio_rate1h{b.recorded(ENGINE)}",
+                "{{engine}}",
+            ),
+            Query(
+                f"model_name:gpuwork_joules_per_1k_tokens:ratio_rate1h{b.recorded()}",
+                "{{model_name}}",
+            ),
+        ],
+    )
     b.table(
         "Cold starts",
         unit="s",

@@ -391,10 +391,12 @@ def groups(config: Config) -> list[Group]:
             "by GPU model: a pod's tokens split as its GPU time was, as for tokens per GPU-hour",
         ),
     ]
+    # In the useful-work group: they read its per-pod rules, and only the rules of one group
+    # are evaluated in order (groups run independently, so another group could read them
+    # one evaluation late).
     return [
-        Group("gpuwork-useful-work", useful_work),
+        Group("gpuwork-useful-work", [*useful_work, *energy_rules]),
         Group("gpuwork-gpu-activity", gpu_activity),
-        Group("gpuwork-energy", energy_rules),
     ]
 
 

@@ -162,7 +162,7 @@ def dashboard(config: Config) -> Board:
         "Energy per 1,000 tokens",
         unit="joule",
         description="Joules per 1,000 tokens over the last hour, by engine model, by engine "
-        "and by GPU model (the gpuwork-energy recording rules): engine pods whose devices "
+        "and by GPU model (the energy recording rules): engine pods whose devices "
         "have an energy figure; whole GPUs measured, MIG instances estimated.",
         queries=[
             Query(

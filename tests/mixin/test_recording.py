@@ -350,7 +350,7 @@ def energy_rules(
     tokens: list[tuple[dict[str, str], float]],
     held: list[tuple[dict[str, str], float]],
 ) -> dict[str, Result]:
-    """The `gpuwork-energy` group, computed here: each device's energy split among its
+    """The energy rules, computed here: each device's energy split among its
     holders as its GPU-seconds were; joules per 1,000 tokens of engine pods whose energy
     is known."""
     C = CLUSTER  # noqa: N806

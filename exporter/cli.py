@@ -245,7 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.log_level, settings.log_format)
         simulation = load_simulation(settings)
         web_config = load_web_config(settings.web_config_file)
-    except GpuworkError as error:  # bad settings, a scenario or web config that cannot be loaded
+        if settings.engines_catalog:  # checked before anything starts; read again to serve
+            load_catalog(settings.engines_catalog)
+    except GpuworkError as error:  # bad settings, a scenario, web config or engine catalog
         print(f"gpuwork-exporter: {error}", file=sys.stderr)
         return 2
     try:

@@ -218,7 +218,10 @@ def _index(
             add(name, index, None, _ANY)
         for field_name, sources in spec.sources.items():
             for source in sources:
-                check = _RATIO if field_name == "kv_cache_usage_ratio" else _COUNT
+                # A ratio served as such is checked on its line; one scaled or among other
+                # series of its family (a label picks it) is checked once read (`_model`).
+                plain = source.scale == 1.0 and not source.labels
+                check = _RATIO if field_name == "kv_cache_usage_ratio" and plain else _COUNT
                 for name in source.sample_names():
                     add(name, index, source.kind, check)
     families: dict[bytes, bytes] = {}
@@ -399,7 +402,12 @@ def _parse(parser: EngineParser, body: bytes, openmetrics: bool, max_series: int
         for model in models[best]
         if (
             reading := _model(
-                plan, model, values, buckets, steps_only=bool(entry) and model not in entry
+                plan,
+                model,
+                values,
+                buckets,
+                problems,
+                steps_only=bool(entry) and model not in entry,
             )
         )
         is not None
@@ -508,6 +516,7 @@ def _model(
     model: str,
     values: Mapping[tuple[bytes, str], Mapping[str, float]],
     buckets: Mapping[tuple[bytes, str], Mapping[str, Mapping[float, float]]],
+    problems: list[tuple[str, int, str]],
     *,
     steps_only: bool = False,
 ) -> ModelReading | None:
@@ -537,7 +546,11 @@ def _model(
                     if aggregation is Aggregation.MAX
                     else sum(by_series.values())
                 )
-                gauges[field_name] = combined * scale
+                value = combined * scale
+                if field_name == "kv_cache_usage_ratio" and value > 1:
+                    problems.append((INVALID_VALUE, -1, f"KV-cache ratio {value:g} of {model!r}"))
+                    break
+                gauges[field_name] = value
             else:
                 counters.update(((field_name, s), v * scale) for s, v in by_series.items())
             break

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from exporter.model import EngineReading, Histogram, ModelReading, ModelStats
-from exporter.sources.engines.catalog import ENGINES
+from exporter.sources.engines.catalog import BUILTIN, ENGINES, parse_catalog
 from exporter.sources.engines.parser import (
     DUPLICATE_SERIES,
     INVALID_LINE,
@@ -21,6 +21,7 @@ from exporter.sources.engines.parser import (
     TRUNCATED,
     TYPE_CONFLICT,
     UNKNOWN_ENGINE,
+    EngineParser,
     ExpositionError,
     parse_engine,
 )
@@ -251,6 +252,92 @@ def test_trtllm_serve() -> None:
 def test_trtllm_with_a_real_model_name_keeps_it() -> None:
     body = b'trtllm_prompt_tokens_total{engine_type="trtllm",model_name="nemotron-nano-3"} 7.0\n'
     assert only_model(parse_engine(body)).model == "nemotron-nano-3"
+
+
+def test_triton_tokens_at_the_backend_and_requests_once_at_the_ensemble() -> None:
+    reading = parse_engine(fixture("triton-trtllm.metrics.txt"))
+    assert reading.engine == "triton" and reading.problems == ()
+    assert reading.matched.startswith(
+        "triton: 52 sample line(s) of its names, the first at line 11"
+    )
+    models = models_of(reading)
+    assert set(models) == {"ensemble", "preprocessing", "postprocessing", "tensorrt_llm"}
+    backend = models["tensorrt_llm"]
+    # tokens: the backend's histograms' _sum; its own request count is a step's: not read
+    assert (backend.prompt_tokens, backend.generation_tokens) == (3717.0, 7040.0)
+    assert backend.requests_finished is None
+    # gauges picked out of their families by label
+    assert (backend.requests_running, backend.requests_waiting) == (4.0, 2.0)
+    assert backend.kv_cache_usage_ratio == pytest.approx(138 / 4309)
+    ensemble = models["ensemble"]
+    assert ensemble.requests_finished == 59.0  # not 59 x 3 + 7040 over the steps
+    assert models["postprocessing"].requests_finished is None  # streamed: once per token
+    ttft = ensemble.time_to_first_token_seconds  # milliseconds, scaled to seconds
+    assert ttft is not None and (ttft.count, ttft.sum) == (59.0, pytest.approx(13.8725))
+    assert ttft.buckets[:2] == ((0.1, 12.0), (0.5, 51.0))
+    assert sum(m.requests_finished or 0 for m in models.values()) == 59.0
+
+
+def test_triton_without_an_ensemble_counts_every_models_requests() -> None:
+    body = (
+        b'nv_inference_request_success{model="resnet",version="1"} 10\n'
+        b'nv_inference_request_success{model="bert",version="2"} 5\n'
+    )
+    models = models_of(parse_engine(body))
+    assert {m: s.requests_finished for m, s in models.items()} == {"resnet": 10.0, "bert": 5.0}
+
+
+def test_a_labelled_ratio_outside_0_1_is_not_read_and_is_counted() -> None:
+    body = (
+        b'nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="max",model="m",version="1"} 40\n'
+        b'nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="fraction",model="m",version="1"}'
+        b" 1.5\n"
+        b'nv_inference_request_success{model="m",version="1"} 3\n'
+    )
+    reading = parse_engine(body)
+    stats = only_model(reading)
+    assert stats.kv_cache_usage_ratio is None and stats.requests_finished == 3.0
+    assert reading.problem_counts == {INVALID_VALUE: 1}
+
+
+def test_llamacpp_six_significant_digits_and_no_model_name() -> None:
+    reading = parse_engine(fixture("llamacpp.metrics.txt"))
+    assert reading.engine == "llamacpp" and reading.problems == ()
+    stats = only_model(reading)
+    assert stats.model == ""  # no labels at all: the pod names the model
+    # 1,234,567 and 2,345,678 as the server prints them: within 5e-6 of the truth
+    assert (stats.prompt_tokens, stats.generation_tokens) == (1234570.0, 2345680.0)
+    assert stats.prompt_tokens == pytest.approx(1234567, rel=5e-6)
+    assert (stats.requests_running, stats.requests_waiting) == (3.0, 1.0)
+    assert stats.requests_finished is None and stats.kv_cache_usage_ratio is None
+
+
+def test_a_user_catalog_engine_is_read_by_a_parser_built_from_it() -> None:
+    catalog = BUILTIN.with_entries(
+        parse_catalog(
+            """engines:
+  - name: acme
+    ports: [9100]
+    model_labels: [served_model]
+    fields:
+      prompt_tokens: [{counter: acme_input_tokens_total}]
+      requests_waiting: [{gauge: acme_queue, labels: {state: waiting}}]
+      kv_cache_usage_ratio: [{gauge: acme_kv_percent, scale: 0.01}]
+"""
+        )
+    )
+    body = (
+        b'acme_input_tokens_total{served_model="m1"} 120\n'
+        b'acme_queue{served_model="m1",state="waiting"} 4\n'
+        b'acme_queue{served_model="m1",state="running"} 9\n'
+        b'acme_kv_percent{served_model="m1"} 37.5\n'
+    )
+    reading = EngineParser(catalog).parse(body)
+    stats = only_model(reading)
+    assert (reading.engine, stats.model, stats.prompt_tokens) == ("acme", "m1", 120.0)
+    assert (stats.requests_waiting, stats.kv_cache_usage_ratio) == (4.0, 0.375)
+    with pytest.raises(ExpositionError, match="no engine of the catalog"):
+        parse_engine(body)  # the built-in catalog does not know it
 
 
 # ---------------------------------------------------------------------------- robustness

@@ -82,8 +82,8 @@ def test_large_counters_move_in_steps_of_six_digits() -> None:
     body = render_exposition("llamacpp", big, process_start_time=1.0)
     assert value_of(body, "llamacpp:prompt_tokens_total") == [b"1.23457e+06"]
     assert value_of(body, "llamacpp:tokens_predicted_total") == [b"2.34568e+06"]
-    # a hundred more tokens do not show in the counter
-    more = dataclasses.replace(big, prompt_tokens=1_234_667.0)
+    # three more tokens do not show in the counter: it moves in steps of 10 here
+    more = dataclasses.replace(big, prompt_tokens=1_234_570.0)
     more_body = render_exposition("llamacpp", more, process_start_time=1.0)
     assert value_of(more_body, "llamacpp:prompt_tokens_total") == [b"1.23457e+06"]
 

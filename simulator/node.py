@@ -20,7 +20,7 @@ import socket
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from types import MappingProxyType
@@ -61,6 +61,14 @@ TENANT_LABEL = "gpuwork.io/tenant"  # the namespace label that names the tenant
 ENGINE_PORT_NAME, ENGINE_PORT = "http", 8000  # the container port an engine serves on
 PORT_ANNOTATION = "prometheus.io/port"  # set where an engine's metrics port is not ENGINE_PORT
 PATH_ANNOTATION = "prometheus.io/path"  # set where an engine's metrics path is not /metrics
+# (port, path) of the engines that do not serve their metrics on ENGINE_PORT: Triton's
+# metrics port (`--metrics-port`, default 8002) and llama-server's one port (`--port`,
+# default 8080). Kept here, not read from the exporter's catalog, so that the simulator
+# does not depend on the catalog having these entries yet (to reconcile with
+# `ENGINES[...].default_port` / `default_path` once it has them).
+ENGINE_METRICS_ENDPOINTS: Mapping[str, tuple[int, str]] = MappingProxyType(
+    {"triton": (8002, "/metrics"), "llamacpp": (8080, "/metrics")}
+)
 
 
 class ManualClock:
@@ -515,10 +523,14 @@ def pod_key(pod: PodSpec) -> str:
 
 
 def engine_endpoint(pod: PodSpec) -> tuple[int, str]:
-    """(port, path) where the pod's engine serves its metrics: the container port `http`
-    unless the scenario names a `metrics_port`, and the engine's default path."""
+    """(port, path) where the pod's engine serves its metrics: the scenario's
+    `metrics_port`, else the engine's own metrics port (`ENGINE_METRICS_ENDPOINTS`) or the
+    container port `http`; and the engine's default path."""
     if pod.engine is None:
         raise ValueError(f"pod {pod_key(pod)} runs no engine")
+    own = ENGINE_METRICS_ENDPOINTS.get(pod.engine)
+    if own is not None:
+        return pod.metrics_port or own[0], own[1]
     return pod.metrics_port or ENGINE_PORT, ENGINES[pod.engine].default_path
 
 
@@ -635,6 +647,7 @@ def listen_error(ip: str, port: int, error: OSError) -> PodAddressError:
 
 __all__ = [
     "DRA_DRIVER",
+    "ENGINE_METRICS_ENDPOINTS",
     "ENGINE_PORT",
     "ENGINE_PORT_NAME",
     "GPU_RESOURCE",

@@ -97,7 +97,7 @@ class PodSpec(_Strict):
         description='"G" holds GPU G (or one of its replicas), "G/S" MIG slot S of GPU G',
         min_length=1,
     )
-    engine: Literal["vllm", "sglang", "tgi", "trtllm"] | None = "vllm"
+    engine: Literal["vllm", "sglang", "tgi", "trtllm", "triton", "llamacpp"] | None = "vllm"
     model: str = "meta-llama/Llama-3.1-8B-Instruct"
     load: LoadProfile = LoadProfile.BUSY
     dra: bool = Field(
@@ -118,7 +118,8 @@ class PodSpec(_Strict):
         ge=1,
         le=65535,
         description="the engine serves its metrics on this port instead of the container "
-        "port `http` (8000); the pod then carries a `prometheus.io/port` annotation",
+        "port `http` (8000; Triton: its metrics port 8002, llama.cpp: 8080); the pod then "
+        "carries a `prometheus.io/port` annotation",
     )
 
     @field_validator("devices")

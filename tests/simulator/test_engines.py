@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import signal
@@ -16,7 +17,12 @@ import pytest
 
 from exporter.sources.engines.catalog import ENGINES
 from exporter.sources.engines.parser import parse_engine
-from simulator.bodies.exposition import render_exposition, serve_exposition
+from simulator.bodies.exposition import (
+    LLAMACPP_CONTENT_TYPE,
+    TRITON_CONTENT_TYPE,
+    render_exposition,
+    serve_exposition,
+)
 from simulator.bodies.faults import BodyFault, corrupt
 from simulator.engines import (
     GARBAGE_BYTES,
@@ -38,6 +44,7 @@ from simulator.work import (
     engine_stats,
     true_tokens,
 )
+from tests.support.body_samples import value_of
 
 WALL_START = 1_764_000_000.0
 TIMEOUT = aiohttp.ClientTimeout(total=5)
@@ -380,3 +387,56 @@ def test_the_engines_process_names_a_bad_scenario() -> None:
         check=False,
     )
     assert result.returncode == 2 and "neither a built-in scenario" in result.stderr
+
+
+# Triton and llama.cpp pods: each engine on its own metrics port, with the annotation that
+# tells the exporter (their pods' container port `http` is 8000).
+NEW_KINDS = Scenario.model_validate(
+    {
+        "name": "new-kinds",
+        "seed": 3,
+        "gpus": [{"model": "H100-SXM5-80GB"}, {"model": "L4"}, {"model": "L4"}],
+        "pods": [
+            {"name": "trt-0", "namespace": "llm", "tenant": "a", "devices": ["0"],
+             "engine": "triton", "model": "ensemble"},
+            {"name": "gguf-0", "namespace": "llm", "tenant": "a", "devices": ["1"],
+             "engine": "llamacpp"},
+            {"name": "gguf-1", "namespace": "llm", "tenant": "a", "devices": ["2"],
+             "engine": "llamacpp", "metrics_port": 9090},
+        ],
+    }
+)  # fmt: skip
+
+
+async def test_triton_and_llamacpp_serve_on_their_own_ports(
+    session: aiohttp.ClientSession,
+) -> None:
+    node = SimulatedNode(NEW_KINDS, clock=ManualClock(300.0), wall_start=WALL_START)
+    view = node.cluster_view()
+    wanted = {"trt-0": (8002, TRITON_CONTENT_TYPE, b"nv_inference_request_success{")}
+    wanted["gguf-0"] = (8080, LLAMACPP_CONTENT_TYPE, b"llamacpp:prompt_tokens_total ")
+    wanted["gguf-1"] = (9090, LLAMACPP_CONTENT_TYPE, b"llamacpp:prompt_tokens_total ")
+    async with SimulatedEngines(node, poll_seconds=0) as engines:
+        for index, pod in enumerate(node.scenario.pods):
+            port, content_type, sample = wanted[pod.name]
+            assert engines.addresses[("llm", pod.name)] == (node.pod_ip(index), port, "/metrics")
+            meta = view.pods[("llm", pod.name)]
+            assert meta.annotations == {PORT_ANNOTATION: str(port)}  # path: /metrics
+            url = engines.url("llm", pod.name)
+            for accept in ("", SCRAPER_ACCEPT):  # text either way
+                answer = await fetch(session, url, headers={"Accept": accept})
+                assert answer == (200, content_type, expected_body(node, pod))
+            assert sample in answer[2]
+            assert (await fetch(session, url.replace("/metrics", "/v2/metrics")))[0] == 404
+            assert await refused(f"http://{node.pod_ip(index)}:{ENGINE_PORT}/metrics")
+        # the truth shows through: tokens in the TRT-LLM histograms' sums, llama.cpp's counters
+        trt, gguf = (spec(node, name) for name in ("trt-0", "gguf-0"))
+        trt_stats, gguf_stats = (engine_stats(node, p, node.clock()) for p in (trt, gguf))
+        assert trt_stats is not None and gguf_stats is not None
+        body = (await fetch(session, engines.url("llm", "trt-0")))[2]
+        (generated,) = value_of(body, "nv_llm_output_token_len_sum")
+        assert float(generated) == math.floor(trt_stats.generation_tokens or 0)
+        assert float(generated) > 0
+        body = (await fetch(session, engines.url("llm", "gguf-0")))[2]
+        (prompt,) = value_of(body, "llamacpp:prompt_tokens_total")
+        assert float(prompt) == pytest.approx(gguf_stats.prompt_tokens, rel=1e-5)

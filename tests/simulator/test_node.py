@@ -15,6 +15,8 @@ from exporter.model import ContainerDevices
 from simulator.loads import MODEL_MEMORY_FRACTION
 from simulator.node import (
     DRA_DRIVER,
+    ENGINE_METRICS_ENDPOINTS,
+    ENGINE_PORT,
     FIRST_POD_BLOCK,
     GPU_RESOURCE,
     LAST_POD_BLOCK,
@@ -24,12 +26,14 @@ from simulator.node import (
     TENANT_LABEL,
     PodAddressError,
     SimulatedNode,
+    engine_annotations,
+    engine_endpoint,
     free_pod_block,
     pod_ip,
     pod_uid,
     probe_listen,
 )
-from simulator.scenario import DEFAULT_STARTED_BEFORE_SECONDS, Scenario, load_scenario
+from simulator.scenario import DEFAULT_STARTED_BEFORE_SECONDS, PodSpec, Scenario, load_scenario
 
 
 def node(name: str) -> SimulatedNode:
@@ -364,3 +368,20 @@ def test_listening_on_a_taken_address_names_it() -> None:
             probe_listen("127.5.3.7", port)
     assert str(raised.value) == f"cannot listen on 127.5.3.7:{port}: Address already in use"
     assert raised.value.errno == errno.EADDRINUSE
+
+
+def test_triton_and_llamacpp_serve_metrics_on_their_own_ports() -> None:
+    base = {"namespace": "n", "tenant": "t", "devices": ["0"]}
+    pods = [
+        PodSpec.model_validate({**base, "name": "a", "engine": "triton"}),
+        PodSpec.model_validate({**base, "name": "b", "engine": "llamacpp"}),
+        PodSpec.model_validate({**base, "name": "c", "engine": "triton", "metrics_port": 9102}),
+        PodSpec.model_validate({**base, "name": "d", "engine": "vllm"}),
+    ]
+    assert [engine_endpoint(p) for p in pods] == [
+        (8002, "/metrics"), (8080, "/metrics"), (9102, "/metrics"), (ENGINE_PORT, "/metrics"),
+    ]  # fmt: skip
+    assert ENGINE_METRICS_ENDPOINTS["triton"] == (8002, "/metrics")
+    assert [engine_annotations(p) for p in pods] == [
+        {PORT_ANNOTATION: "8002"}, {PORT_ANNOTATION: "8080"}, {PORT_ANNOTATION: "9102"}, {},
+    ]  # fmt: skip

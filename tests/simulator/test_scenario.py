@@ -300,3 +300,15 @@ def test_exporter_restarts_come_in_order_and_need_a_time() -> None:
     assert exporter_restarts(Scenario.model_validate(base)) == []
     with pytest.raises(ValueError, match="at"):
         Scenario.model_validate({**base, "faults": [{"kind": "exporter_restart", "at": -1}]})
+
+
+def test_triton_and_llamacpp_are_engine_kinds_and_others_are_not() -> None:
+    from pydantic import ValidationError
+
+    from simulator.scenario import PodSpec
+
+    pod = {"name": "p", "namespace": "n", "tenant": "t", "devices": ["0"]}
+    assert PodSpec.model_validate({**pod, "engine": "triton"}).engine == "triton"
+    assert PodSpec.model_validate({**pod, "engine": "llamacpp"}).engine == "llamacpp"
+    with pytest.raises(ValidationError, match="llamacpp"):  # the message lists the kinds
+        PodSpec.model_validate({**pod, "engine": "ollama"})

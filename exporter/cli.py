@@ -99,7 +99,7 @@ def build_sources(settings: Settings, node: NodeInputs) -> Sources:
     client = PodResourcesClient(node.kubelet_socket, timeout=timeout / 2,
                                 resources=settings.kubelet_resource_list)  # fmt: skip
     engines = None
-    catalog = load_catalog(settings.engines_catalog) if settings.engines_catalog else BUILTIN
+    catalog = load_catalog(node.engine_catalog) if node.engine_catalog else BUILTIN
     if settings.engines_scrape:
         scraper = EngineScraper(timeout=settings.engines_timeout,
                                 max_bytes=settings.engines_max_bytes,

@@ -28,6 +28,7 @@ from types import MappingProxyType
 from exporter.errors import GpuworkError
 from exporter.model import ClusterView, ContainerDevices, KubeletDevices, NamespaceMeta, PodMeta
 from exporter.sources.engines.catalog import ENGINES
+from simulator.bodies.inhouse import INHOUSE_PORT
 from simulator.hardware import GPU_INSTANCE_IDS, GPU_MODELS, MIB, GpuModel, profile_slices
 from simulator.loads import (
     MODEL_MEMORY_FRACTION,
@@ -61,13 +62,17 @@ TENANT_LABEL = "gpuwork.io/tenant"  # the namespace label that names the tenant
 ENGINE_PORT_NAME, ENGINE_PORT = "http", 8000  # the container port an engine serves on
 PORT_ANNOTATION = "prometheus.io/port"  # set where an engine's metrics port is not ENGINE_PORT
 PATH_ANNOTATION = "prometheus.io/path"  # set where an engine's metrics path is not /metrics
-# (port, path) of the engines that do not serve their metrics on ENGINE_PORT: Triton's
-# metrics port (`--metrics-port`, default 8002) and llama-server's one port (`--port`,
-# default 8080). Kept here, not read from the exporter's catalog, so that the simulator
-# does not depend on the catalog having these entries yet (to reconcile with
-# `ENGINES[...].default_port` / `default_path` once it has them).
-ENGINE_METRICS_ENDPOINTS: Mapping[str, tuple[int, str]] = MappingProxyType(
-    {"triton": (8002, "/metrics"), "llamacpp": (8080, "/metrics")}
+# The container ports the pods of these engines declare, with no `prometheus.io/*`
+# annotation, as plain manifests do: the exporter must find the metrics port itself among
+# them and its catalog's default ports (exporter.sources.engines.scraper.candidate_ports).
+# Triton serves its HTTP API on 8000, gRPC on 8001 and metrics on 8002 (its catalog
+# port); llama-server one port, 8080. Named ports first, then the unnamed rest.
+DISCOVERED_PORTS: Mapping[str, tuple[Mapping[str, int], tuple[int, ...]]] = MappingProxyType(
+    {
+        "triton": (MappingProxyType({"http": 8000, "grpc": 8001}), (8000, 8001, 8002)),
+        "llamacpp": (MappingProxyType({}), (8080,)),
+        "inhouse": (MappingProxyType({}), (INHOUSE_PORT,)),
+    }
 )
 
 
@@ -443,8 +448,6 @@ class SimulatedNode:
 
     @cached_property
     def _cluster_view(self) -> ClusterView:
-        engine_ports = MappingProxyType({ENGINE_PORT_NAME: ENGINE_PORT})
-        no_ports: MappingProxyType[str, int] = MappingProxyType({})
         pods = {
             (pod.namespace, pod.name): PodMeta(
                 uid=pod_uid(pod),
@@ -452,10 +455,11 @@ class SimulatedNode:
                 name=pod.name,
                 labels=MappingProxyType(dict(pod.labels)),
                 annotations=MappingProxyType(engine_annotations(pod)),
-                container_ports=engine_ports if pod.engine else no_ports,
+                container_ports=_named_ports(pod),
                 phase="Running",
                 pod_ip=self.pod_ip(i),
                 start_time=self.wall_start - pod.started_before_seconds,
+                declared_ports=_declared_ports(pod),
             )
             for i, pod in enumerate(self.scenario.pods)
         }
@@ -524,14 +528,30 @@ def pod_key(pod: PodSpec) -> str:
 
 def engine_endpoint(pod: PodSpec) -> tuple[int, str]:
     """(port, path) where the pod's engine serves its metrics: the scenario's
-    `metrics_port`, else the engine's own metrics port (`ENGINE_METRICS_ENDPOINTS`) or the
+    `metrics_port`, else its catalog port for the engines of `DISCOVERED_PORTS` or the
     container port `http`; and the engine's default path."""
     if pod.engine is None:
         raise ValueError(f"pod {pod_key(pod)} runs no engine")
-    own = ENGINE_METRICS_ENDPOINTS.get(pod.engine)
-    if own is not None:
-        return pod.metrics_port or own[0], own[1]
+    if pod.engine in DISCOVERED_PORTS:  # its one declared port, or its metrics port's
+        own = DISCOVERED_PORTS[pod.engine][1][-1]
+        return pod.metrics_port or own, "/metrics"
     return pod.metrics_port or ENGINE_PORT, ENGINES[pod.engine].default_path
+
+
+def _named_ports(pod: PodSpec) -> Mapping[str, int]:
+    if pod.engine is None:
+        return MappingProxyType({})
+    if pod.engine in DISCOVERED_PORTS:
+        return DISCOVERED_PORTS[pod.engine][0]
+    return MappingProxyType({ENGINE_PORT_NAME: ENGINE_PORT})
+
+
+def _declared_ports(pod: PodSpec) -> tuple[int, ...]:
+    if pod.engine is None:
+        return ()
+    if pod.engine in DISCOVERED_PORTS:
+        return DISCOVERED_PORTS[pod.engine][1]
+    return (ENGINE_PORT,)
 
 
 def engine_annotations(pod: PodSpec) -> dict[str, str]:
@@ -540,6 +560,8 @@ def engine_annotations(pod: PodSpec) -> dict[str, str]:
         return {}
     port, path = engine_endpoint(pod)
     annotations = {}
+    if pod.engine in DISCOVERED_PORTS and not pod.metrics_port:
+        return {}  # found by the exporter among the declared ports
     if port != ENGINE_PORT:
         annotations[PORT_ANNOTATION] = str(port)
     if path != "/metrics":
@@ -646,8 +668,8 @@ def listen_error(ip: str, port: int, error: OSError) -> PodAddressError:
 
 
 __all__ = [
+    "DISCOVERED_PORTS",
     "DRA_DRIVER",
-    "ENGINE_METRICS_ENDPOINTS",
     "ENGINE_PORT",
     "ENGINE_PORT_NAME",
     "GPU_RESOURCE",

@@ -32,6 +32,8 @@ prometheus_client writes their bodies and negotiates the format (`choose_encoder
   execution per generated token. Text only, whatever the `Accept` header says.
 - llama.cpp's `llama-server --metrics` (`simulator.bodies.llamacpp`): its hand-written
   text, `llamacpp:` names without labels, values as C's `%g`. Text only.
+- `inhouse` (`simulator.bodies.inhouse`): a team's own server, written by prometheus_client
+  in names only a user catalog file describes (`simulator/catalogs/inhouse.yaml`).
 
 A field that is None is not served: a prometheus_client family without children (vLLM
 keeps its HELP and TYPE lines; a multiprocess family without any value is absent).
@@ -49,13 +51,14 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from exporter.model import ModelStats
+from simulator.bodies.inhouse import inhouse
 from simulator.bodies.llamacpp import LLAMACPP_CONTENT_TYPE, llamacpp
 from simulator.bodies.multiprocess import MULTIPROCESS, MultiprocessFiles
 from simulator.bodies.tgi import tgi
 from simulator.bodies.triton import TRITON_CONTENT_TYPE, triton
 from simulator.bodies.vllm import VllmCollector
 
-ENGINE_NAMES = ("vllm", "sglang", "tgi", "trtllm", "triton", "llamacpp")
+ENGINE_NAMES = ("vllm", "sglang", "tgi", "trtllm", "triton", "llamacpp", "inhouse")
 # Engines whose servers write their text by hand: no OpenMetrics, `Accept` ignored.
 TEXT_ONLY_ENGINES = frozenset({"tgi", "triton", "llamacpp"})
 TEXT_ACCEPT = "text/plain;version=0.0.4"
@@ -124,6 +127,8 @@ class EngineExposition:
             return body.encode(), TRITON_CONTENT_TYPE
         if self.engine == "llamacpp":
             return llamacpp(stats).encode(), LLAMACPP_CONTENT_TYPE
+        if self.engine == "inhouse":
+            return inhouse(stats, process_start_time=process_start_time, accept=accept)
         encoder, content_type = choose_encoder(accept)
         with self._lock:
             if self._vllm is not None:

@@ -20,6 +20,7 @@ TOKEN_SAMPLES = {
     "tgi": ("tgi_request_input_length_sum", "tgi_request_generated_tokens_sum"),
     "triton": ("nv_llm_input_token_len_sum", "nv_llm_output_token_len_sum"),
     "llamacpp": ("llamacpp:prompt_tokens_total", "llamacpp:tokens_predicted_total"),
+    "inhouse": ("inhouse_prompt_tokens_total", "inhouse_output_tokens_total"),
 }
 # engine -> how it writes a number (the others: prometheus_client's Go-like format)
 _FORMATS = {"tgi": rust, "triton": cpp, "llamacpp": cg}
@@ -95,7 +96,7 @@ def _invalid_utf8(body: bytes, start: int, end: int, name: str) -> bytes:
     """The bytes in the middle of the line's model label value; a sample without one
     (TGI, llama.cpp) gets them in its family's HELP text instead."""
     line = body[start:end]
-    for label in (b'model_name="', b'model="'):
+    for label in (b'model_name="', b'model="', b'served_model="'):
         at = line.find(label)
         if at >= 0:
             value_start = at + len(label)

@@ -15,8 +15,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from exporter.sources.engines.catalog import ENGINES
-from exporter.sources.engines.parser import parse_engine
+from exporter.sources.engines.catalog import ENGINES, load_catalog
+from exporter.sources.engines.parser import EngineParser, parse_engine
+from exporter.sources.engines.scraper import candidate_ports
 from simulator.bodies.exposition import (
     LLAMACPP_CONTENT_TYPE,
     TRITON_CONTENT_TYPE,
@@ -107,28 +108,36 @@ async def test_every_engine_pod_serves_its_own_format_on_its_own_address(
     async with SimulatedEngines(node, poll_seconds=0) as engines:
         engine_pods = [p for p in node.scenario.pods if p.engine is not None]
         assert set(engines.addresses) == {(p.namespace, p.name) for p in engine_pods}
-        assert {p.engine for p in engine_pods} == set(ENGINES)  # every kind
+        assert {p.engine for p in engine_pods} == {*ENGINES, "inhouse"}  # every kind
+        catalog = load_catalog(node.scenario.engine_catalog_path())
+        parser = EngineParser(catalog)
         for index, pod in enumerate(node.scenario.pods):
             if pod.engine is None:
                 continue
             meta = view.pods[(pod.namespace, pod.name)]
             ip, port, path = engines.addresses[(pod.namespace, pod.name)]
-            # where the exporter would look: the pod's IP, its annotations or port `http`
+            # where the exporter would look: the pod's IP, its annotations, its declared
+            # ports and the catalog's
             assert ip == meta.pod_ip == node.pod_ip(index)
-            assert port == int(meta.annotations.get(PORT_ANNOTATION, ENGINE_PORT))
+            assert port in candidate_ports(meta, catalog)
             assert path == meta.annotations.get(PATH_ANNOTATION, "/metrics")
-            assert path == ENGINES[pod.engine].default_path
+            assert path == catalog[pod.engine].default_path
             status, content_type, body = await fetch(session, f"http://{ip}:{port}{path}")
-            assert (status, content_type) == (200, TEXT_CONTENT_TYPE)
-            assert body == expected_body(node, pod)
+            assert (status, body) == (200, expected_body(node, pod))
+            own_type = {"triton": TRITON_CONTENT_TYPE, "llamacpp": LLAMACPP_CONTENT_TYPE}
+            assert content_type == own_type.get(pod.engine, TEXT_CONTENT_TYPE)
             # and the exporter's own parser reads back what the engine served
             stats = engine_stats(node, pod, node.clock())
-            reading = parse_engine(body)
+            reading = parser.parse(body)
             assert stats is not None and reading.engine == pod.engine
-            (model,) = reading.models
-            assert model.total("prompt_tokens") == pytest.approx(stats.prompt_tokens)
-            assert model.total("generation_tokens") == pytest.approx(stats.generation_tokens)
-            assert model.requests_running == stats.requests_running
+            models = reading.models  # Triton: its ensemble and steps
+            prompt = sum(m.total("prompt_tokens") or 0 for m in models)
+            generation = sum(m.total("generation_tokens") or 0 for m in models)
+            # Triton counts whole tokens; llama.cpp prints six significant digits
+            assert prompt == pytest.approx(stats.prompt_tokens, abs=1, rel=5e-6)
+            assert generation == pytest.approx(stats.generation_tokens, abs=1, rel=5e-6)
+            running = sum(m.requests_running or 0 for m in models)
+            assert running == stats.requests_running
         # trtllm-serve's /metrics is not its exposition; nothing else is served either
         assert (await fetch(session, engines.url("ads", "ads-a100-0").replace(
             "/prometheus/metrics", "/metrics")))[0] == 404  # fmt: skip
@@ -292,16 +301,16 @@ async def test_a_scenario_serves_a_hostile_body_for_a_while(
 ) -> None:
     document = load_scenario("mixed").model_dump(mode="json")
     document["faults"] += [
-        {"kind": "engine_body", "pod": "chat/chat-small-0", "at": 100, "seconds": 20,
+        {"kind": "engine_body", "pod": "chat/chat-h200-0", "at": 100, "seconds": 20,
          "body": "counter_dip"},
         {"kind": "engine_body", "pod": "search/search-0", "at": 110, "seconds": 5,
          "body": "html_200"},
     ]  # fmt: skip
     clock = ManualClock(99.0)
     node = SimulatedNode(Scenario.model_validate(document), clock=clock, wall_start=WALL_START)
-    small, search = spec(node, "chat-small-0"), spec(node, "search-0")
+    small, search = spec(node, "chat-h200-0"), spec(node, "search-0")
     async with SimulatedEngines(node, poll_seconds=0) as engines:
-        url = engines.url("chat", "chat-small-0")
+        url = engines.url("chat", "chat-h200-0")
         assert (await fetch(session, url))[2] == expected_body(node, small)  # not yet
         clock.advance(1.0)  # 100: the fault starts
         body = (await fetch(session, url))[2]
@@ -421,7 +430,9 @@ async def test_triton_and_llamacpp_serve_on_their_own_ports(
             port, content_type, sample = wanted[pod.name]
             assert engines.addresses[("llm", pod.name)] == (node.pod_ip(index), port, "/metrics")
             meta = view.pods[("llm", pod.name)]
-            assert meta.annotations == {PORT_ANNOTATION: str(port)}  # path: /metrics
+            # the catalog's port is found without an annotation; another one is annotated
+            annotated = {PORT_ANNOTATION: str(port)} if pod.metrics_port else {}
+            assert meta.annotations == annotated
             url = engines.url("llm", pod.name)
             for accept in ("", SCRAPER_ACCEPT):  # text either way
                 answer = await fetch(session, url, headers={"Accept": accept})

@@ -14,8 +14,8 @@ import pytest
 from exporter.model import ContainerDevices
 from simulator.loads import MODEL_MEMORY_FRACTION
 from simulator.node import (
+    DISCOVERED_PORTS,
     DRA_DRIVER,
-    ENGINE_METRICS_ENDPOINTS,
     ENGINE_PORT,
     FIRST_POD_BLOCK,
     GPU_RESOURCE,
@@ -241,7 +241,11 @@ def test_cluster_view_has_every_pod_and_namespace() -> None:
         assert (pod.uid, pod.pod_ip, pod.phase) == (pod_uid(spec), mixed.pod_ip(index), "Running")
         assert pod.start_time == mixed.wall_start - spec.started_before_seconds
         assert dict(pod.labels) == spec.labels
-        assert dict(pod.container_ports) == ({"http": 8000} if spec.engine else {})
+        if spec.engine in DISCOVERED_PORTS:
+            named, declared = DISCOVERED_PORTS[spec.engine]
+            assert (pod.container_ports, pod.declared_ports) == (named, declared)
+        else:
+            assert dict(pod.container_ports) == ({"http": 8000} if spec.engine else {})
     assert view.pods[("batch", "batch-dra-0")].container_ports == {}  # engine: null
     assert view.pods[("ads-batch", "ads-batch-0")].labels == {"team": "ads"}
     # prometheus.io/* only where the defaults (port `http`, /metrics) would miss the engine
@@ -381,7 +385,6 @@ def test_triton_and_llamacpp_serve_metrics_on_their_own_ports() -> None:
     assert [engine_endpoint(p) for p in pods] == [
         (8002, "/metrics"), (8080, "/metrics"), (9102, "/metrics"), (ENGINE_PORT, "/metrics"),
     ]  # fmt: skip
-    assert ENGINE_METRICS_ENDPOINTS["triton"] == (8002, "/metrics")
-    assert [engine_annotations(p) for p in pods] == [
-        {PORT_ANNOTATION: "8002"}, {PORT_ANNOTATION: "8080"}, {PORT_ANNOTATION: "9102"}, {},
-    ]  # fmt: skip
+    assert DISCOVERED_PORTS["triton"][1] == (8000, 8001, 8002)  # HTTP, gRPC, metrics
+    # no annotation: the exporter finds the port among the declared ones
+    assert [engine_annotations(p) for p in pods] == [{}, {}, {PORT_ANNOTATION: "9102"}, {}]

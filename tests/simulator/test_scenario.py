@@ -30,7 +30,10 @@ def test_built_ins_describe_the_promised_nodes() -> None:
     assert len({spec.model for spec in mixed.gpu_specs}) >= 3
     assert len({p.tenant for p in mixed.pods}) == 5
     assert [(p.name, p.devices) for p in mixed.pods if p.dra] == [("batch-dra-0", ["5"])]
-    assert {p.engine for p in mixed.pods} == {"vllm", "sglang", "tgi", "trtllm", None}
+    assert {p.engine for p in mixed.pods} == {
+        "vllm", "sglang", "tgi", "trtllm", "triton", "llamacpp", "inhouse", None
+    }  # fmt: skip
+    assert mixed.engine_catalog == "inhouse"  # the one engine only a user catalog describes
     assert [(f.pod, f.at) for f in mixed.faults if f.kind == "engine_restart"] == [
         ("chat/chat-llama-0", 600.0)
     ]

@@ -33,6 +33,8 @@ from exporter.logs import configure_logging
 from exporter.model import NodeSnapshot
 from exporter.node import NodeInputs, real_node
 from exporter.settings import FLAGS, Settings, load_settings
+from exporter.sources.engines.catalog import BUILTIN, load_catalog
+from exporter.sources.engines.parser import EngineParser
 from exporter.sources.engines.scraper import EngineScraper
 from exporter.sources.engines.source import EngineSource
 from exporter.sources.nvml.reader import NvmlReader
@@ -97,9 +99,11 @@ def build_sources(settings: Settings, node: NodeInputs) -> Sources:
     client = PodResourcesClient(node.kubelet_socket, timeout=timeout / 2,
                                 resources=settings.kubelet_resource_list)  # fmt: skip
     engines = None
+    catalog = load_catalog(node.engine_catalog) if node.engine_catalog else BUILTIN
     if settings.engines_scrape:
         scraper = EngineScraper(timeout=settings.engines_timeout,
-                                max_bytes=settings.engines_max_bytes)  # fmt: skip
+                                max_bytes=settings.engines_max_bytes,
+                                parser=EngineParser(catalog))  # fmt: skip
         engines = EngineSource(scraper)
     return Sources(
         nvml,
@@ -107,6 +111,7 @@ def build_sources(settings: Settings, node: NodeInputs) -> Sources:
         processes=ProcessSource(ProcessPods(node.proc_root), timeout=timeout),
         cluster=node.cluster,
         engines=engines,
+        catalog=catalog,
     )
 
 
@@ -240,7 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.log_level, settings.log_format)
         simulation = load_simulation(settings)
         web_config = load_web_config(settings.web_config_file)
-    except GpuworkError as error:  # bad settings, a scenario or web config that cannot be loaded
+        if settings.engines_catalog:  # checked before anything starts; read again to serve
+            load_catalog(settings.engines_catalog)
+    except GpuworkError as error:  # bad settings, a scenario, web config or engine catalog
         print(f"gpuwork-exporter: {error}", file=sys.stderr)
         return 2
     try:

@@ -47,6 +47,7 @@ from exporter.model import (
     PodWork,
     StateLedger,
 )
+from exporter.sources.engines.catalog import BUILTIN, Catalog
 from exporter.sources.engines.scraper import EngineTarget, targets_for
 from exporter.sources.engines.source import EngineSource
 from exporter.sources.nvml.source import NvmlSource
@@ -73,6 +74,7 @@ class Sources:
     processes: Source[Iterable[int], Mapping[int, str]] | None = None
     cluster: Source[None, ClusterView] | None = None
     engines: Source[Sequence[EngineTarget], Mapping[PodKey, EngineReading | None]] | None = None
+    catalog: Catalog = BUILTIN  # the engines recognised: their default ports are tried
 
     def all(self) -> tuple[Source[Any, Any], ...]:
         return tuple(
@@ -258,7 +260,8 @@ class Collection:
             return ()
         pods = cluster.pods if cluster is not None else {}
         tenants = {(a.namespace, a.pod): a.tenant for a in attribution.allocations}
-        scraped = await self._read(self._sources.engines, targets_for(pods, tenants))
+        targets = targets_for(pods, tenants, self._sources.catalog)
+        scraped = await self._read(self._sources.engines, targets)
         if scraped is None:
             return ()
         readings = scraped.value

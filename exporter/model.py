@@ -133,6 +133,7 @@ class PodMeta:
     phase: str
     pod_ip: str
     start_time: float | None  # unix seconds
+    declared_ports: tuple[int, ...] = ()  # every TCP container port, named or not, in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,12 +287,13 @@ class ModelReading:
 class EngineReading:
     """One engine's /metrics, reduced to what gpuwork uses."""
 
-    engine: str  # a name from the engine catalog: "vllm", "sglang", "tgi", "trtllm"
+    engine: str  # a name from the engine catalog: "vllm", "triton", ...
     models: tuple[ModelReading, ...]
     process_start_time: float | None = None  # unix seconds, where the engine says
     problems: tuple[Problem, ...] = ()  # lines not read, at most `MAX_PROBLEMS` kept
     problem_counts: Mapping[str, int] = field(default_factory=dict)  # kind -> lines, all
     dropped_series: int = 0  # series not read because a cap was reached
+    matched: str = ""  # which catalog entry matched, and why (for the probe)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 from exporter.accounting.useful_work import WorkLedger
 from exporter.model import EngineReading, ModelWork
 from exporter.settings import parse_duration, parse_size
+from exporter.sources.engines.catalog import BUILTIN, Catalog, CatalogError, load_catalog
+from exporter.sources.engines.parser import EngineParser
 from exporter.sources.engines.scraper import EngineScraper, EngineTarget, ScrapeResult
 
 _PROBE = "probe"  # the namespace of every probed "pod"
@@ -39,6 +41,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--interval", type=_duration, default=5.0, help="between scrapes (5s)")
     parser.add_argument("--timeout", type=_duration, default=2.0, help="per scrape (2s)")
     parser.add_argument("--max-bytes", type=_size, default=8 << 20, help="largest body (8MiB)")
+    parser.add_argument(
+        "--engines.catalog",
+        dest="catalog",
+        default="",
+        metavar="FILE",
+        help="engine entries added to the built-in catalog, as the exporter's flag (none)",
+    )
     args = parser.parse_args(argv)
     for url in args.urls:
         parts = urlsplit(url)
@@ -76,9 +85,12 @@ async def probe(
     scrape_timeout: float,
     max_bytes: int,
     out: TextIO,
+    catalog: Catalog = BUILTIN,
 ) -> int:
     """Scrape and report; the exit status."""
-    scraper = EngineScraper(timeout=scrape_timeout, max_bytes=max_bytes)
+    scraper = EngineScraper(
+        timeout=scrape_timeout, max_bytes=max_bytes, parser=EngineParser(catalog)
+    )
     ledger = WorkLedger()
     targets = [EngineTarget(_PROBE, url, url) for url in urls]
     recognized = dict.fromkeys(urls, False)
@@ -118,6 +130,7 @@ def _report(result: ScrapeResult, out: TextIO) -> None:
     if result.url != result.target.url:
         print(f"  answered on {result.url}", file=out)
     start = reading.process_start_time
+    print(f"  catalog entry {reading.matched}", file=out)
     print(f"  engine {reading.engine}, {len(reading.models)} model(s), process start "
           f"{'unknown: a fall of a counter is taken as a restart' if start is None else start}",
           file=out)  # fmt: skip
@@ -167,6 +180,11 @@ def _exported(
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)  # exits 2 on bad usage
+    try:
+        catalog = load_catalog(args.catalog) if args.catalog else BUILTIN
+    except CatalogError as error:
+        print(f"gpuwork-exporter probe: {error}", file=sys.stderr)
+        return 2
     return asyncio.run(
         probe(
             args.urls,
@@ -175,5 +193,6 @@ def main(argv: Sequence[str]) -> int:
             scrape_timeout=args.timeout,
             max_bytes=args.max_bytes,
             out=sys.stdout,
+            catalog=catalog,
         )
     )

@@ -56,6 +56,7 @@ class Settings(BaseModel):
     engines_timeout: float = Field(2.0, ge=0.05, le=60)
     engines_max_bytes: int = Field(8 << 20, ge=1024, le=256 << 20)
     engines_histograms: bool = True
+    engines_catalog: str = ""  # a YAML file of engine entries; empty: the built-in ones
     cost_gpu_hourly: str = ""  # pattern=price,...; empty: no cost series
 
     @field_validator(
@@ -239,6 +240,12 @@ FLAGS: Sequence[Flag] = (
         "--engines.histograms",
         "engines_histograms",
         "re-export engines' TTFT and inter-token latency histograms (true)",
+    ),
+    Flag(
+        "--engines.catalog",
+        "engines_catalog",
+        "YAML file of engine entries added to the built-in catalog, or replacing one of the "
+        "same name (none; format in docs/engines.md)",
     ),
     Flag(
         "--cost.gpu-hourly",

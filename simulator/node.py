@@ -20,7 +20,7 @@ import socket
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from types import MappingProxyType
@@ -28,6 +28,7 @@ from types import MappingProxyType
 from exporter.errors import GpuworkError
 from exporter.model import ClusterView, ContainerDevices, KubeletDevices, NamespaceMeta, PodMeta
 from exporter.sources.engines.catalog import ENGINES
+from simulator.bodies.inhouse import INHOUSE_PORT
 from simulator.hardware import GPU_INSTANCE_IDS, GPU_MODELS, MIB, GpuModel, profile_slices
 from simulator.loads import (
     MODEL_MEMORY_FRACTION,
@@ -63,6 +64,18 @@ TENANT_LABEL = "gpuwork.io/tenant"  # the namespace label that names the tenant
 ENGINE_PORT_NAME, ENGINE_PORT = "http", 8000  # the container port an engine serves on
 PORT_ANNOTATION = "prometheus.io/port"  # set where an engine's metrics port is not ENGINE_PORT
 PATH_ANNOTATION = "prometheus.io/path"  # set where an engine's metrics path is not /metrics
+# The container ports the pods of these engines declare, with no `prometheus.io/*`
+# annotation, as plain manifests do: the exporter must find the metrics port itself among
+# them and its catalog's default ports (exporter.sources.engines.scraper.candidate_ports).
+# Triton serves its HTTP API on 8000, gRPC on 8001 and metrics on 8002 (its catalog
+# port); llama-server one port, 8080. Named ports first, then the unnamed rest.
+DISCOVERED_PORTS: Mapping[str, tuple[Mapping[str, int], tuple[int, ...]]] = MappingProxyType(
+    {
+        "triton": (MappingProxyType({"http": 8000, "grpc": 8001}), (8000, 8001, 8002)),
+        "llamacpp": (MappingProxyType({}), (8080,)),
+        "inhouse": (MappingProxyType({}), (INHOUSE_PORT,)),
+    }
+)
 
 
 class ManualClock:
@@ -471,8 +484,6 @@ class SimulatedNode:
 
     @cached_property
     def _cluster_view(self) -> ClusterView:
-        engine_ports = MappingProxyType({ENGINE_PORT_NAME: ENGINE_PORT})
-        no_ports: MappingProxyType[str, int] = MappingProxyType({})
         pods = {
             (pod.namespace, pod.name): PodMeta(
                 uid=pod_uid(pod),
@@ -480,10 +491,11 @@ class SimulatedNode:
                 name=pod.name,
                 labels=MappingProxyType(dict(pod.labels)),
                 annotations=MappingProxyType(engine_annotations(pod)),
-                container_ports=engine_ports if pod.engine else no_ports,
+                container_ports=_named_ports(pod),
                 phase="Running",
                 pod_ip=self.pod_ip(i),
                 start_time=self.wall_start - pod.started_before_seconds,
+                declared_ports=_declared_ports(pod),
             )
             for i, pod in enumerate(self.scenario.pods)
         }
@@ -551,11 +563,31 @@ def pod_key(pod: PodSpec) -> str:
 
 
 def engine_endpoint(pod: PodSpec) -> tuple[int, str]:
-    """(port, path) where the pod's engine serves its metrics: the container port `http`
-    unless the scenario names a `metrics_port`, and the engine's default path."""
+    """(port, path) where the pod's engine serves its metrics: the scenario's
+    `metrics_port`, else its catalog port for the engines of `DISCOVERED_PORTS` or the
+    container port `http`; and the engine's default path."""
     if pod.engine is None:
         raise ValueError(f"pod {pod_key(pod)} runs no engine")
+    if pod.engine in DISCOVERED_PORTS:  # its one declared port, or its metrics port's
+        own = DISCOVERED_PORTS[pod.engine][1][-1]
+        return pod.metrics_port or own, "/metrics"
     return pod.metrics_port or ENGINE_PORT, ENGINES[pod.engine].default_path
+
+
+def _named_ports(pod: PodSpec) -> Mapping[str, int]:
+    if pod.engine is None:
+        return MappingProxyType({})
+    if pod.engine in DISCOVERED_PORTS:
+        return DISCOVERED_PORTS[pod.engine][0]
+    return MappingProxyType({ENGINE_PORT_NAME: ENGINE_PORT})
+
+
+def _declared_ports(pod: PodSpec) -> tuple[int, ...]:
+    if pod.engine is None:
+        return ()
+    if pod.engine in DISCOVERED_PORTS:
+        return DISCOVERED_PORTS[pod.engine][1]
+    return (ENGINE_PORT,)
 
 
 def engine_annotations(pod: PodSpec) -> dict[str, str]:
@@ -564,6 +596,8 @@ def engine_annotations(pod: PodSpec) -> dict[str, str]:
         return {}
     port, path = engine_endpoint(pod)
     annotations = {}
+    if pod.engine in DISCOVERED_PORTS and not pod.metrics_port:
+        return {}  # found by the exporter among the declared ports
     if port != ENGINE_PORT:
         annotations[PORT_ANNOTATION] = str(port)
     if path != "/metrics":
@@ -670,6 +704,7 @@ def listen_error(ip: str, port: int, error: OSError) -> PodAddressError:
 
 
 __all__ = [
+    "DISCOVERED_PORTS",
     "DRA_DRIVER",
     "ENGINE_PORT",
     "ENGINE_PORT_NAME",

@@ -22,6 +22,7 @@ from simulator.hardware import GPU_MODELS, profile_slices
 from simulator.loads import LoadProfile
 
 BUILT_IN = ("dense-h100", "mixed", "small")
+CATALOGS = ("inhouse",)  # simulator/catalogs/<name>.yaml
 # Pods that exist when the node starts have run this long already: past their cold start,
 # their engines serve tokens from the first scrape, their counters already hold some.
 DEFAULT_STARTED_BEFORE_SECONDS = 600.0
@@ -97,7 +98,9 @@ class PodSpec(_Strict):
         description='"G" holds GPU G (or one of its replicas), "G/S" MIG slot S of GPU G',
         min_length=1,
     )
-    engine: Literal["vllm", "sglang", "tgi", "trtllm"] | None = "vllm"
+    engine: Literal["vllm", "sglang", "tgi", "trtllm", "triton", "llamacpp", "inhouse"] | None = (
+        "vllm"
+    )
     model: str = "meta-llama/Llama-3.1-8B-Instruct"
     load: LoadProfile = LoadProfile.BUSY
     dra: bool = Field(
@@ -118,7 +121,8 @@ class PodSpec(_Strict):
         ge=1,
         le=65535,
         description="the engine serves its metrics on this port instead of the container "
-        "port `http` (8000); the pod then carries a `prometheus.io/port` annotation",
+        "port `http` (8000; Triton: its metrics port 8002, llama.cpp: 8080); the pod then "
+        "carries a `prometheus.io/port` annotation",
     )
 
     @field_validator("devices")
@@ -285,6 +289,21 @@ class Scenario(_Strict):
         description="price of a whole GPU per hour by model: glob over NVML's model name -> "
         "price, first match wins; the exporter's default for --cost.gpu-hourly",
     )
+    engine_catalog: str | None = Field(
+        None,
+        description="an engine catalog the exporter reads besides its built-in one (the "
+        "default for --engines.catalog): a catalog of the simulator by name (`inhouse`: "
+        "simulator/catalogs/inhouse.yaml) or a file's path",
+    )
+
+    def engine_catalog_path(self) -> str:
+        """`engine_catalog` as a file's path; "" when there is none."""
+        if not self.engine_catalog:
+            return ""
+        if self.engine_catalog in CATALOGS:
+            name = f"catalogs/{self.engine_catalog}.yaml"
+            return str(resources.files(__package__).joinpath(name))
+        return self.engine_catalog
 
     @field_validator("gpu_hourly_cost")
     @classmethod

@@ -17,12 +17,14 @@ GPU's power and counter follow.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from itertools import pairwise
 
-from exporter.model import DeviceState, ModelReading
-from exporter.sources.engines.parser import parse_engine
+from exporter.model import DeviceState
+from exporter.sources.engines.catalog import load_catalog
+from exporter.sources.engines.parser import BUILTIN_PARSER, EngineParser
 from simulator.bodies.exposition import render_exposition
 from simulator.holdings import device_fraction, live_devices
 from simulator.loads import mean_activity, runs_process
@@ -80,13 +82,25 @@ def _engine_up(worked: dict[str, list[bool | None]], pod: PodSpec, k: int) -> bo
     return judged is not None and judged[k] is not None
 
 
-def _served(node: SimulatedNode, pod: PodSpec, t: float) -> ModelReading | None:
-    """What the engine serves at t, as its own exposition says it (fields it lacks: None)."""
+def _served(node: SimulatedNode, pod: PodSpec, t: float) -> tuple[float, float, float] | None:
+    """(prompt, generation, running) the engine serves at t, as its own exposition says
+    them, over all its models (Triton: its ensemble and steps); a field it lacks: 0."""
     stats = engine_stats(node, pod, t)
     if stats is None or pod.engine is None:
         return None
     body = render_exposition(pod.engine, stats, process_start_time=0.0)
-    return parse_engine(body).models[0]
+    models = _parser(node.scenario.engine_catalog_path()).parse(body).models
+    return (
+        sum(m.total("prompt_tokens") or 0.0 for m in models),
+        sum(m.total("generation_tokens") or 0.0 for m in models),
+        sum(m.requests_running or 0.0 for m in models),
+    )
+
+
+@functools.cache
+def _parser(catalog: str) -> EngineParser:
+    """The exporter's parser with the scenario's engine catalog, as `--simulate` runs it."""
+    return EngineParser(load_catalog(catalog)) if catalog else BUILTIN_PARSER
 
 
 def engine_worked(node: SimulatedNode, pod: PodSpec, times: Sequence[float]) -> list[bool | None]:
@@ -95,19 +109,18 @@ def engine_worked(node: SimulatedNode, pod: PodSpec, times: Sequence[float]) -> 
     worked: list[bool | None] = []
     last: tuple[float, float, float] | None = None  # (process start, prompt, generation)
     for t in times:
-        stats = _served(node, pod, t)
-        if stats is None:
+        served = _served(node, pod, t)
+        if served is None:
             worked.append(None)
             continue
         started = engine_process_start(node, pod, t)
-        prompt = stats.total("prompt_tokens") or 0.0
-        generation = stats.total("generation_tokens") or 0.0
+        prompt, generation, running = served
         grew = False
         if last is not None:
             restarted = started != last[0] or prompt < last[1] or generation < last[2]
             grew = (prompt > 0 or generation > 0) if restarted else (
                 prompt > last[1] or generation > last[2])  # fmt: skip
-        worked.append(grew or (stats.requests_running or 0) > 0)
+        worked.append(grew or running > 0)
         last = (started, prompt, generation)
     return worked
 

@@ -332,3 +332,17 @@ def test_a_scenario_restarts_the_exporter_and_the_mirrored_tokens_never_fall(
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def test_an_engine_catalog_that_fails_validation_exits_2_naming_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "engines.yaml"
+    path.write_text("engines:\n  - name: acme\n    ports: [9100]\n    fields: {tokens: []}\n")
+
+    assert main(["--engines.catalog", str(path)]) == 2
+
+    line = one_error_line(capsys)
+    assert line == (
+        f"gpuwork-exporter: {path}:4: engines[0].fields.tokens: Extra inputs are not permitted"
+    )

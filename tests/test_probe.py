@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -114,3 +115,34 @@ async def test_a_body_cut_short_is_reported_and_exits_1(
     status = await probe([url], repeat=1, interval=0, scrape_timeout=2, max_bytes=1 << 20, out=out)
     assert status == 1
     assert "error truncated: a body cut short" in out.getvalue()
+
+
+def test_a_user_catalog_entry_is_recognized_and_the_probe_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = CollectorRegistry()
+    Counter("acme_output_tokens", "o", ["served_model"], registry=registry).labels("m").inc(70)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    catalog = tmp_path / "engines.yaml"
+    catalog.write_text(
+        "engines:\n  - name: acme\n    ports: [9100]\n    model_labels: [served_model]\n"
+        "    fields:\n      generation_tokens: [{counter: acme_output_tokens_total}]\n"
+    )
+    url = f"http://127.0.0.1:{server.server_port}/metrics"
+    try:
+        assert main(["probe", url]) == 1  # the built-in catalog does not know it
+        assert "error unknown_engine" in capsys.readouterr().out
+        assert main(["probe", "--engines.catalog", str(catalog), url]) == 0
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+    out = capsys.readouterr().out
+    assert "catalog entry acme: 1 sample line(s) of its names, the first at line" in out
+    assert "generation_tokens{series=''} 70" in out
+
+
+def test_a_bad_catalog_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    catalog = tmp_path / "engines.yaml"
+    catalog.write_text("engines:\n  - name: Bad Name\n    ports: [1]\n    fields: {}\n")
+    assert main(["probe", "--engines.catalog", str(catalog), "http://127.0.0.1:9/"]) == 2
+    assert f"{catalog}:2: engines[0].name: String should match" in capsys.readouterr().err

@@ -31,6 +31,7 @@ NON_DEFAULT: dict[str, tuple[str, object]] = {
     "engines_timeout": ("500ms", 0.5),
     "engines_max_bytes": ("512KiB", 512 * 1024),
     "engines_histograms": ("false", False),
+    "engines_catalog": ("engines.yaml", "engines.yaml"),
     "cost_gpu_hourly": ("*H100*=4.10", "*H100*=4.10"),
 }
 
@@ -98,6 +99,7 @@ def test_environment_variable_names() -> None:
         "--engines.timeout": "GPUWORK_ENGINES_TIMEOUT",
         "--engines.max-bytes": "GPUWORK_ENGINES_MAX_BYTES",
         "--engines.histograms": "GPUWORK_ENGINES_HISTOGRAMS",
+        "--engines.catalog": "GPUWORK_ENGINES_CATALOG",
         "--cost.gpu-hourly": "GPUWORK_COST_GPU_HOURLY",
     }
 

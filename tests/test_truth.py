@@ -162,6 +162,49 @@ async def test_energy_per_device_matches_the_truth(mixed: Run) -> None:
         assert joules == pytest.approx(truth[device], rel=0.03), device
 
 
+async def test_every_engine_kind_exports_each_pods_tokens_within_1_percent_of_the_truth(
+    mixed: Run,
+) -> None:
+    """Per pod, whatever its engine: vLLM, SGLang, TGI, trtllm-serve, Triton (tokens from
+    its backend's histograms, requests at its ensemble), llama.cpp (six significant
+    digits) and the in-house server only the scenario's user catalog describes."""
+    await mixed.collect(STEPS)
+    sim, start, end = mixed.sim, mixed.times[0], mixed.times[-1]
+    moved = increase_by_pod(mixed.published, "gpuwork_tokens")
+    engines = {p.engine for p in sim.node.scenario.pods}
+    assert {"triton", "llamacpp", "inhouse"} <= engines
+    checked: dict[str, float] = {}
+    for pod in sim.node.scenario.pods:
+        if pod.engine is None or engine_down_times(sim.node, pod):
+            continue  # the restarted engine is checked above
+        truths = pod_tokens(sim.node, pod, start, end)
+        for kind, truth in zip(("prompt", "generation"), truths, strict=True):
+            if truth == 0:
+                continue
+            ours = moved[(pod.name, kind)]
+            assert ours == pytest.approx(truth, rel=0.01), (pod.name, pod.engine, kind)
+            checked[f"{pod.engine}/{kind}"] = ours / truth - 1
+    assert {e.split("/")[0] for e in checked} == engines - {None}
+    # what the run measured, for people: relative error of each engine kind's tokens
+    print({key: f"{error:+.2e}" for key, error in sorted(checked.items())})
+
+
+def increase_by_pod(
+    snapshots: Sequence[NodeSnapshot], name: str
+) -> defaultdict[tuple[str, str], float]:
+    """`increase()` of each series from the first snapshot to the last, by (pod, type)."""
+    moved: defaultdict[tuple[str, str], float] = defaultdict(float)
+    last: dict[tuple[tuple[str, str], ...], float] = {}
+    for snapshot in snapshots:
+        for labels, value in samples(snapshot, name):
+            key = tuple(sorted(labels.items()))
+            if key in last:
+                step = value - last[key] if value >= last[key] else value
+                moved[(labels["pod"], labels["type"])] += step
+            last[key] = value
+    return moved
+
+
 def _state_seconds(snapshot: NodeSnapshot) -> dict[tuple[str, str], float]:
     seconds: defaultdict[tuple[str, str], float] = defaultdict(float)
     for labels, value in samples(snapshot, "gpuwork_device_state_seconds"):

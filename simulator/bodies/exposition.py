@@ -26,6 +26,14 @@ prometheus_client writes their bodies and negotiates the format (`choose_encoder
   written here by hand (counters without `_total`, integer counts, Rust float formatting,
   a blank line after each family). It cannot serve OpenMetrics and ignores the `Accept`
   header.
+- Triton Inference Server (`simulator.bodies.triton`): prometheus-cpp's text, written here
+  by hand, for a TensorRT-LLM ensemble (`ensemble`, `preprocessing`, `tensorrt_llm`,
+  `postprocessing`); `streaming` (on by default) makes `postprocessing` count one
+  execution per generated token. Text only, whatever the `Accept` header says.
+- llama.cpp's `llama-server --metrics` (`simulator.bodies.llamacpp`): its hand-written
+  text, `llamacpp:` names without labels, values as C's `%g`. Text only.
+- `inhouse` (`simulator.bodies.inhouse`): a team's own server, written by prometheus_client
+  in names only a user catalog file describes (`simulator/catalogs/inhouse.yaml`).
 
 A field that is None is not served: a prometheus_client family without children (vLLM
 keeps its HELP and TYPE lines; a multiprocess family without any value is absent).
@@ -43,11 +51,16 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from exporter.model import ModelStats
+from simulator.bodies.inhouse import inhouse
+from simulator.bodies.llamacpp import LLAMACPP_CONTENT_TYPE, llamacpp
 from simulator.bodies.multiprocess import MULTIPROCESS, MultiprocessFiles
 from simulator.bodies.tgi import tgi
+from simulator.bodies.triton import TRITON_CONTENT_TYPE, triton
 from simulator.bodies.vllm import VllmCollector
 
-ENGINE_NAMES = ("vllm", "sglang", "tgi", "trtllm")
+ENGINE_NAMES = ("vllm", "sglang", "tgi", "trtllm", "triton", "llamacpp", "inhouse")
+# Engines whose servers write their text by hand: no OpenMetrics, `Accept` ignored.
+TEXT_ONLY_ENGINES = frozenset({"tgi", "triton", "llamacpp"})
 TEXT_ACCEPT = "text/plain;version=0.0.4"
 OPENMETRICS_ACCEPT = "application/openmetrics-text;version=1.0.0"
 TGI_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -68,7 +81,8 @@ def render_exposition(
 ) -> bytes:
     """The body `engine` serves for `stats`, its process started at `process_start_time`
     (unix seconds): to `Accept: text/plain;version=0.0.4`, or with `openmetrics` to
-    `Accept: application/openmetrics-text;version=1.0.0` (TGI: text either way)."""
+    `Accept: application/openmetrics-text;version=1.0.0` (`TEXT_ONLY_ENGINES`: text
+    either way)."""
     accept = OPENMETRICS_ACCEPT if openmetrics else TEXT_ACCEPT
     return serve_exposition(engine, stats, process_start_time=process_start_time, accept=accept)[0]
 
@@ -85,12 +99,13 @@ def serve_exposition(
 class EngineExposition:
     """One simulated engine's `/metrics`: its registry, and for a multiprocess engine its
     own multiprocess directory, reused from one request to the next. `close()` removes the
-    directory. Thread-safe."""
+    directory. Thread-safe. `streaming`: Triton's ensemble streams its tokens (decoupled)."""
 
-    def __init__(self, engine: str) -> None:
+    def __init__(self, engine: str, *, streaming: bool = True) -> None:
         if engine not in ENGINE_NAMES:
             raise ValueError(f"no renderer for engine {engine!r}")
         self.engine = engine
+        self.streaming = streaming
         self._lock = threading.Lock()
         self._vllm: VllmCollector | None = None
         self._files: MultiprocessFiles | None = None
@@ -107,6 +122,13 @@ class EngineExposition:
         """(body, Content-Type) for a request with this `Accept` header."""
         if self.engine == "tgi":
             return tgi(stats).encode(), TGI_CONTENT_TYPE
+        if self.engine == "triton":
+            body = triton(stats, process_start_time=process_start_time, streaming=self.streaming)
+            return body.encode(), TRITON_CONTENT_TYPE
+        if self.engine == "llamacpp":
+            return llamacpp(stats).encode(), LLAMACPP_CONTENT_TYPE
+        if self.engine == "inhouse":
+            return inhouse(stats, process_start_time=process_start_time, accept=accept)
         encoder, content_type = choose_encoder(accept)
         with self._lock:
             if self._vllm is not None:
@@ -152,9 +174,12 @@ def _shared(engine: str, model: str) -> EngineExposition:
 __all__ = [
     "ENGINE_NAMES",
     "HTML_ERROR_PAGE",
+    "LLAMACPP_CONTENT_TYPE",
     "OPENMETRICS_ACCEPT",
     "TEXT_ACCEPT",
+    "TEXT_ONLY_ENGINES",
     "TGI_CONTENT_TYPE",
+    "TRITON_CONTENT_TYPE",
     "EngineExposition",
     "render_exposition",
     "serve_exposition",

@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 
 from simulator.bodies.exposition import HTML_ERROR_PAGE
+from simulator.bodies.llamacpp import cg
 from simulator.bodies.tgi import rust
+from simulator.bodies.triton import cpp
 from simulator.bodies.vllm import go
 from simulator.scenario import BodyFault  # the scenario's word for a hostile body
 
@@ -16,7 +18,12 @@ TOKEN_SAMPLES = {
     "sglang": ("sglang:prompt_tokens_total", "sglang:generation_tokens_total"),
     "trtllm": ("trtllm_prompt_tokens_total", "trtllm_generation_tokens_total"),
     "tgi": ("tgi_request_input_length_sum", "tgi_request_generated_tokens_sum"),
+    "triton": ("nv_llm_input_token_len_sum", "nv_llm_output_token_len_sum"),
+    "llamacpp": ("llamacpp:prompt_tokens_total", "llamacpp:tokens_predicted_total"),
+    "inhouse": ("inhouse_prompt_tokens_total", "inhouse_output_tokens_total"),
 }
+# engine -> how it writes a number (the others: prometheus_client's Go-like format)
+_FORMATS = {"tgi": rust, "triton": cpp, "llamacpp": cg}
 INVALID_UTF8 = b"\xff\xfe"
 COUNTER_DIP_RATIO = 0.9
 _PAIR = re.compile(rb'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -73,7 +80,7 @@ def _find_sample(body: bytes, name: str) -> tuple[int, int] | None:
 
 
 def _format(engine: str, value: float) -> bytes:
-    return (rust(value) if engine == "tgi" else go(value)).encode()
+    return _FORMATS.get(engine, go)(value).encode()
 
 
 def _reordered(head: bytes) -> bytes:
@@ -87,9 +94,9 @@ def _reordered(head: bytes) -> bytes:
 
 def _invalid_utf8(body: bytes, start: int, end: int, name: str) -> bytes:
     """The bytes in the middle of the line's model label value; a sample without one
-    (TGI) gets them in its family's HELP text instead."""
+    (TGI, llama.cpp) gets them in its family's HELP text instead."""
     line = body[start:end]
-    for label in (b'model_name="', b'model="'):
+    for label in (b'model_name="', b'model="', b'served_model="'):
         at = line.find(label)
         if at >= 0:
             value_start = at + len(label)

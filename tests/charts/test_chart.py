@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -31,6 +32,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from exporter.sources.engines.catalog import BUILTIN, parse_catalog
 from harness.kube_apiserver import ClusterUnavailableError, KubeCluster
 from mixin import chart as mixin_chart
 from mixin.config import CONFIG
@@ -129,7 +131,7 @@ def env(docs: list[dict[str, Any]]) -> dict[str, Any]:
 def test_every_variant_has_a_ci_values_file() -> None:
     names = {path.name.removesuffix("-values.yaml") for path in CI_VALUES}
     assert names >= {"default", "mig-hostpid", "monitoring", "openshift", "networkpolicy",
-                     "webconfig"}  # fmt: skip
+                     "webconfig", "engines"}  # fmt: skip
 
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.name)
@@ -278,6 +280,25 @@ def test_host_pid_mounts_the_host_proc_read_only(helm: str) -> None:
     ]
     assert env(docs)["GPUWORK_PROC_ROOT"] == "/host/proc"
     assert container(docs)["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_an_engine_catalog_is_a_config_map_mounted_for_the_flag(helm: str) -> None:
+    docs = render(helm, values=CHART / "ci" / "engines-values.yaml")
+    text = (ROOT / "simulator" / "catalogs" / "inhouse.yaml").read_text()
+    config = one(docs, "ConfigMap")
+    assert config["metadata"]["name"] == "gpuwork-exporter-engines"
+    assert config["data"] == {"catalog.yaml": text}
+    assert "inhouse" in BUILTIN.with_entries(parse_catalog(config["data"]["catalog.yaml"])).names()
+    template = one(docs, "DaemonSet")["spec"]["template"]
+    assert {"name": "engine-catalog", "configMap": {"name": "gpuwork-exporter-engines",
+            "defaultMode": 0o444}} in template["spec"]["volumes"]  # fmt: skip
+    assert {"name": "engine-catalog", "mountPath": "/etc/gpuwork/engines",
+            "readOnly": True} in container(docs)["volumeMounts"]  # fmt: skip
+    assert env(docs)["GPUWORK_ENGINES_CATALOG"] == "/etc/gpuwork/engines/catalog.yaml"
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    assert template["metadata"]["annotations"]["gpuwork.io/engine-catalog-sha256"] == digest
+    default = render(helm)  # none by default
+    assert "ConfigMap" not in kinds(default) and "GPUWORK_ENGINES_CATALOG" not in env(default)
 
 
 def test_runtime_class_and_resources(helm: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import signal
@@ -14,9 +15,15 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from exporter.sources.engines.catalog import ENGINES
-from exporter.sources.engines.parser import parse_engine
-from simulator.bodies.exposition import render_exposition, serve_exposition
+from exporter.sources.engines.catalog import ENGINES, load_catalog
+from exporter.sources.engines.parser import EngineParser, parse_engine
+from exporter.sources.engines.scraper import candidate_ports
+from simulator.bodies.exposition import (
+    LLAMACPP_CONTENT_TYPE,
+    TRITON_CONTENT_TYPE,
+    render_exposition,
+    serve_exposition,
+)
 from simulator.bodies.faults import BodyFault, corrupt
 from simulator.engines import (
     GARBAGE_BYTES,
@@ -38,6 +45,7 @@ from simulator.work import (
     engine_stats,
     true_tokens,
 )
+from tests.support.body_samples import value_of
 
 WALL_START = 1_764_000_000.0
 TIMEOUT = aiohttp.ClientTimeout(total=5)
@@ -100,28 +108,36 @@ async def test_every_engine_pod_serves_its_own_format_on_its_own_address(
     async with SimulatedEngines(node, poll_seconds=0) as engines:
         engine_pods = [p for p in node.scenario.pods if p.engine is not None]
         assert set(engines.addresses) == {(p.namespace, p.name) for p in engine_pods}
-        assert {p.engine for p in engine_pods} == set(ENGINES)  # every kind
+        assert {p.engine for p in engine_pods} == {*ENGINES, "inhouse"}  # every kind
+        catalog = load_catalog(node.scenario.engine_catalog_path())
+        parser = EngineParser(catalog)
         for index, pod in enumerate(node.scenario.pods):
             if pod.engine is None:
                 continue
             meta = view.pods[(pod.namespace, pod.name)]
             ip, port, path = engines.addresses[(pod.namespace, pod.name)]
-            # where the exporter would look: the pod's IP, its annotations or port `http`
+            # where the exporter would look: the pod's IP, its annotations, its declared
+            # ports and the catalog's
             assert ip == meta.pod_ip == node.pod_ip(index)
-            assert port == int(meta.annotations.get(PORT_ANNOTATION, ENGINE_PORT))
+            assert port in candidate_ports(meta, catalog)
             assert path == meta.annotations.get(PATH_ANNOTATION, "/metrics")
-            assert path == ENGINES[pod.engine].default_path
+            assert path == catalog[pod.engine].default_path
             status, content_type, body = await fetch(session, f"http://{ip}:{port}{path}")
-            assert (status, content_type) == (200, TEXT_CONTENT_TYPE)
-            assert body == expected_body(node, pod)
+            assert (status, body) == (200, expected_body(node, pod))
+            own_type = {"triton": TRITON_CONTENT_TYPE, "llamacpp": LLAMACPP_CONTENT_TYPE}
+            assert content_type == own_type.get(pod.engine, TEXT_CONTENT_TYPE)
             # and the exporter's own parser reads back what the engine served
             stats = engine_stats(node, pod, node.clock())
-            reading = parse_engine(body)
+            reading = parser.parse(body)
             assert stats is not None and reading.engine == pod.engine
-            (model,) = reading.models
-            assert model.total("prompt_tokens") == pytest.approx(stats.prompt_tokens)
-            assert model.total("generation_tokens") == pytest.approx(stats.generation_tokens)
-            assert model.requests_running == stats.requests_running
+            models = reading.models  # Triton: its ensemble and steps
+            prompt = sum(m.total("prompt_tokens") or 0 for m in models)
+            generation = sum(m.total("generation_tokens") or 0 for m in models)
+            # Triton counts whole tokens; llama.cpp prints six significant digits
+            assert prompt == pytest.approx(stats.prompt_tokens, abs=1, rel=5e-6)
+            assert generation == pytest.approx(stats.generation_tokens, abs=1, rel=5e-6)
+            running = sum(m.requests_running or 0 for m in models)
+            assert running == stats.requests_running
         # trtllm-serve's /metrics is not its exposition; nothing else is served either
         assert (await fetch(session, engines.url("ads", "ads-a100-0").replace(
             "/prometheus/metrics", "/metrics")))[0] == 404  # fmt: skip
@@ -285,16 +301,16 @@ async def test_a_scenario_serves_a_hostile_body_for_a_while(
 ) -> None:
     document = load_scenario("mixed").model_dump(mode="json")
     document["faults"] += [
-        {"kind": "engine_body", "pod": "chat/chat-small-0", "at": 100, "seconds": 20,
+        {"kind": "engine_body", "pod": "chat/chat-h200-0", "at": 100, "seconds": 20,
          "body": "counter_dip"},
         {"kind": "engine_body", "pod": "search/search-0", "at": 110, "seconds": 5,
          "body": "html_200"},
     ]  # fmt: skip
     clock = ManualClock(99.0)
     node = SimulatedNode(Scenario.model_validate(document), clock=clock, wall_start=WALL_START)
-    small, search = spec(node, "chat-small-0"), spec(node, "search-0")
+    small, search = spec(node, "chat-h200-0"), spec(node, "search-0")
     async with SimulatedEngines(node, poll_seconds=0) as engines:
-        url = engines.url("chat", "chat-small-0")
+        url = engines.url("chat", "chat-h200-0")
         assert (await fetch(session, url))[2] == expected_body(node, small)  # not yet
         clock.advance(1.0)  # 100: the fault starts
         body = (await fetch(session, url))[2]
@@ -380,3 +396,58 @@ def test_the_engines_process_names_a_bad_scenario() -> None:
         check=False,
     )
     assert result.returncode == 2 and "neither a built-in scenario" in result.stderr
+
+
+# Triton and llama.cpp pods: each engine on its own metrics port, with the annotation that
+# tells the exporter (their pods' container port `http` is 8000).
+NEW_KINDS = Scenario.model_validate(
+    {
+        "name": "new-kinds",
+        "seed": 3,
+        "gpus": [{"model": "H100-SXM5-80GB"}, {"model": "L4"}, {"model": "L4"}],
+        "pods": [
+            {"name": "trt-0", "namespace": "llm", "tenant": "a", "devices": ["0"],
+             "engine": "triton", "model": "ensemble"},
+            {"name": "gguf-0", "namespace": "llm", "tenant": "a", "devices": ["1"],
+             "engine": "llamacpp"},
+            {"name": "gguf-1", "namespace": "llm", "tenant": "a", "devices": ["2"],
+             "engine": "llamacpp", "metrics_port": 9090},
+        ],
+    }
+)  # fmt: skip
+
+
+async def test_triton_and_llamacpp_serve_on_their_own_ports(
+    session: aiohttp.ClientSession,
+) -> None:
+    node = SimulatedNode(NEW_KINDS, clock=ManualClock(300.0), wall_start=WALL_START)
+    view = node.cluster_view()
+    wanted = {"trt-0": (8002, TRITON_CONTENT_TYPE, b"nv_inference_request_success{")}
+    wanted["gguf-0"] = (8080, LLAMACPP_CONTENT_TYPE, b"llamacpp:prompt_tokens_total ")
+    wanted["gguf-1"] = (9090, LLAMACPP_CONTENT_TYPE, b"llamacpp:prompt_tokens_total ")
+    async with SimulatedEngines(node, poll_seconds=0) as engines:
+        for index, pod in enumerate(node.scenario.pods):
+            port, content_type, sample = wanted[pod.name]
+            assert engines.addresses[("llm", pod.name)] == (node.pod_ip(index), port, "/metrics")
+            meta = view.pods[("llm", pod.name)]
+            # the catalog's port is found without an annotation; another one is annotated
+            annotated = {PORT_ANNOTATION: str(port)} if pod.metrics_port else {}
+            assert meta.annotations == annotated
+            url = engines.url("llm", pod.name)
+            for accept in ("", SCRAPER_ACCEPT):  # text either way
+                answer = await fetch(session, url, headers={"Accept": accept})
+                assert answer == (200, content_type, expected_body(node, pod))
+            assert sample in answer[2]
+            assert (await fetch(session, url.replace("/metrics", "/v2/metrics")))[0] == 404
+            assert await refused(f"http://{node.pod_ip(index)}:{ENGINE_PORT}/metrics")
+        # the truth shows through: tokens in the TRT-LLM histograms' sums, llama.cpp's counters
+        trt, gguf = (spec(node, name) for name in ("trt-0", "gguf-0"))
+        trt_stats, gguf_stats = (engine_stats(node, p, node.clock()) for p in (trt, gguf))
+        assert trt_stats is not None and gguf_stats is not None
+        body = (await fetch(session, engines.url("llm", "trt-0")))[2]
+        (generated,) = value_of(body, "nv_llm_output_token_len_sum")
+        assert float(generated) == math.floor(trt_stats.generation_tokens or 0)
+        assert float(generated) > 0
+        body = (await fetch(session, engines.url("llm", "gguf-0")))[2]
+        (prompt,) = value_of(body, "llamacpp:prompt_tokens_total")
+        assert float(prompt) == pytest.approx(gguf_stats.prompt_tokens, rel=1e-5)

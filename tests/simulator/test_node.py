@@ -14,7 +14,9 @@ import pytest
 from exporter.model import ContainerDevices
 from simulator.loads import MODEL_MEMORY_FRACTION
 from simulator.node import (
+    DISCOVERED_PORTS,
     DRA_DRIVER,
+    ENGINE_PORT,
     FIRST_POD_BLOCK,
     GPU_RESOURCE,
     LAST_POD_BLOCK,
@@ -24,12 +26,14 @@ from simulator.node import (
     TENANT_LABEL,
     PodAddressError,
     SimulatedNode,
+    engine_annotations,
+    engine_endpoint,
     free_pod_block,
     pod_ip,
     pod_uid,
     probe_listen,
 )
-from simulator.scenario import DEFAULT_STARTED_BEFORE_SECONDS, Scenario, load_scenario
+from simulator.scenario import DEFAULT_STARTED_BEFORE_SECONDS, PodSpec, Scenario, load_scenario
 
 
 def node(name: str) -> SimulatedNode:
@@ -271,7 +275,11 @@ def test_cluster_view_has_every_pod_and_namespace() -> None:
         assert (pod.uid, pod.pod_ip, pod.phase) == (pod_uid(spec), mixed.pod_ip(index), "Running")
         assert pod.start_time == mixed.wall_start - spec.started_before_seconds
         assert dict(pod.labels) == spec.labels
-        assert dict(pod.container_ports) == ({"http": 8000} if spec.engine else {})
+        if spec.engine in DISCOVERED_PORTS:
+            named, declared = DISCOVERED_PORTS[spec.engine]
+            assert (pod.container_ports, pod.declared_ports) == (named, declared)
+        else:
+            assert dict(pod.container_ports) == ({"http": 8000} if spec.engine else {})
     assert view.pods[("batch", "batch-dra-0")].container_ports == {}  # engine: null
     assert view.pods[("ads-batch", "ads-batch-0")].labels == {"team": "ads"}
     # prometheus.io/* only where the defaults (port `http`, /metrics) would miss the engine
@@ -398,3 +406,19 @@ def test_listening_on_a_taken_address_names_it() -> None:
             probe_listen("127.5.3.7", port)
     assert str(raised.value) == f"cannot listen on 127.5.3.7:{port}: Address already in use"
     assert raised.value.errno == errno.EADDRINUSE
+
+
+def test_triton_and_llamacpp_serve_metrics_on_their_own_ports() -> None:
+    base = {"namespace": "n", "tenant": "t", "devices": ["0"]}
+    pods = [
+        PodSpec.model_validate({**base, "name": "a", "engine": "triton"}),
+        PodSpec.model_validate({**base, "name": "b", "engine": "llamacpp"}),
+        PodSpec.model_validate({**base, "name": "c", "engine": "triton", "metrics_port": 9102}),
+        PodSpec.model_validate({**base, "name": "d", "engine": "vllm"}),
+    ]
+    assert [engine_endpoint(p) for p in pods] == [
+        (8002, "/metrics"), (8080, "/metrics"), (9102, "/metrics"), (ENGINE_PORT, "/metrics"),
+    ]  # fmt: skip
+    assert DISCOVERED_PORTS["triton"][1] == (8000, 8001, 8002)  # HTTP, gRPC, metrics
+    # no annotation: the exporter finds the port among the declared ones
+    assert [engine_annotations(p) for p in pods] == [{}, {}, {PORT_ANNOTATION: "9102"}, {}]

@@ -30,7 +30,10 @@ def test_built_ins_describe_the_promised_nodes() -> None:
     assert len({spec.model for spec in mixed.gpu_specs}) >= 3
     assert len({p.tenant for p in mixed.pods}) == 5
     assert [(p.name, p.devices) for p in mixed.pods if p.dra] == [("batch-dra-0", ["5"])]
-    assert {p.engine for p in mixed.pods} == {"vllm", "sglang", "tgi", "trtllm", None}
+    assert {p.engine for p in mixed.pods} == {
+        "vllm", "sglang", "tgi", "trtllm", "triton", "llamacpp", "inhouse", None
+    }  # fmt: skip
+    assert mixed.engine_catalog == "inhouse"  # the one engine only a user catalog describes
     assert [(f.pod, f.at) for f in mixed.faults if f.kind == "engine_restart"] == [
         ("chat/chat-llama-0", 600.0)
     ]
@@ -300,3 +303,15 @@ def test_exporter_restarts_come_in_order_and_need_a_time() -> None:
     assert exporter_restarts(Scenario.model_validate(base)) == []
     with pytest.raises(ValueError, match="at"):
         Scenario.model_validate({**base, "faults": [{"kind": "exporter_restart", "at": -1}]})
+
+
+def test_triton_and_llamacpp_are_engine_kinds_and_others_are_not() -> None:
+    from pydantic import ValidationError
+
+    from simulator.scenario import PodSpec
+
+    pod = {"name": "p", "namespace": "n", "tenant": "t", "devices": ["0"]}
+    assert PodSpec.model_validate({**pod, "engine": "triton"}).engine == "triton"
+    assert PodSpec.model_validate({**pod, "engine": "llamacpp"}).engine == "llamacpp"
+    with pytest.raises(ValidationError, match="llamacpp"):  # the message lists the kinds
+        PodSpec.model_validate({**pod, "engine": "ollama"})

@@ -11,6 +11,8 @@ from exporter.accounting.waste import WasteLedger
 from exporter.collection import Collection, Sources
 from exporter.join.tenancy import DEFAULT_TENANT_RULES, parse_tenant_rules
 from exporter.model import NodeSnapshot
+from exporter.sources.engines.catalog import BUILTIN, load_catalog
+from exporter.sources.engines.parser import EngineParser
 from exporter.sources.engines.scraper import EngineScraper
 from exporter.sources.engines.source import EngineSource
 from exporter.sources.kubernetes.source import ClusterSource
@@ -80,14 +82,19 @@ async def exporter_on_mixed(
     await engines.start()
     published: list[NodeSnapshot] = []
 
+    path = sim.node.scenario.engine_catalog_path()  # as `--simulate` gives it
+    catalog = load_catalog(path) if path else BUILTIN
+
     def start_exporter() -> Collection:
         client = PodResourcesClient(kubelet.socket_path, timeout=2.0, monotonic=sim.clock)
+        scraper = EngineScraper(timeout=2.0, max_bytes=8 << 20, parser=EngineParser(catalog))
         sources = Sources(
             NvmlSource(NvmlReader(sim.nvml), timeout=5.0, monotonic=sim.clock),
             kubelet=PodResourcesSource(client, timeout=5.0, keep_last=300.0),
             processes=ProcessSource(ProcessPods(str(tmp_path / "proc")), timeout=5.0),
             cluster=ClusterSource(lambda: sim.node.cluster_view()),
-            engines=EngineSource(EngineScraper(timeout=2.0, max_bytes=8 << 20)),
+            engines=EngineSource(scraper),
+            catalog=catalog,
         )
         return Collection(
             sources,

@@ -1,30 +1,37 @@
 """The engine catalog: which inference engine a pod runs, and where each `ModelStats`
-field comes from in that engine's `/metrics`. One entry per engine; a new engine is one
-more entry in `ENGINES` and nothing else.
+field comes from in that engine's `/metrics`.
 
-Every name below was looked up in the engine's own source or documentation; the comment
-beside each entry says where. Names are *sample* names as they appear on the sample lines
-of the exposition (`vllm:prompt_tokens_total`, not the OpenMetrics family name
-`vllm:prompt_tokens`), so the same entry serves the Prometheus text format 0.0.4 and
-OpenMetrics 1.0: prometheus_client writes counters' samples with `_total` in both.
+One mechanism for every engine: the built-in entries are the YAML file beside this
+module (`catalog.yaml`, each entry with a comment saying where its names came from), and
+a user's catalog (`--engines.catalog=FILE`) is the same format, its entries added to the
+built-in ones or replacing one of the same name. A file is checked whole before it is
+used: an error names the file, the line and what is allowed (`CatalogError`).
 
-A field lists its sources in preference order: the parser takes, per model, the first
-source that has a finite value. Renamed families therefore list the current name first
-and the older one after it (vLLM's `kv_cache_usage_perc` before V0's
-`gpu_cache_usage_perc`). A field an engine does not serve is left out of its entry.
+pydantic checks the shape of a file (the same library that checks the flags); the
+loader below keeps the line of every node PyYAML read, so that an error pydantic reports
+at a path (`engines[2].fields.prompt_tokens[0]`) is reported at its line too.
 
 How several series of one model combine (vLLM data parallelism: `engine="0"`,
-`engine="1"`; prometheus_client multiprocess mode: a `pid` label on gauges; SGLang's
-`dp_rank`/`tp_rank`): counters, request gauges and histograms are summed (per `le` for
-buckets), the KV-cache ratio takes the maximum (`FIELD_AGGREGATION`).
+`engine="1"`; multiprocess mode: a `pid` label on gauges; SGLang's ranks): counters,
+request gauges and histograms are summed (per `le` for buckets), the KV-cache ratio
+takes the maximum (`FIELD_AGGREGATION`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from importlib import resources
+from pathlib import Path
 from types import MappingProxyType
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from exporter.errors import GpuworkError
 
 
 class SourceKind(StrEnum):
@@ -46,11 +53,13 @@ class Aggregation(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """One family an engine serves, read as `kind`, multiplied by `scale`."""
+    """One family an engine serves, read as `kind`, multiplied by `scale` (for a
+    histogram: its bounds and sum), from the series whose labels include `labels`."""
 
     name: str  # the sample name (counter, gauge) or the histogram's base name
     kind: SourceKind
-    scale: float = 1.0  # e.g. 0.01 for a percent 0-100 into a ratio 0-1
+    scale: float = 1.0  # e.g. 0.01 for a percent 0-100 into a ratio, 0.001 for ms
+    labels: tuple[tuple[str, str], ...] = ()  # e.g. (("request_type", "waiting"),)
 
     def sample_names(self) -> tuple[str, ...]:
         """The names of the sample lines this source reads."""
@@ -63,7 +72,7 @@ class Source:
         return (self.name,)
 
 
-# The `ModelStats` fields an engine entry can fill, and the kinds each accepts.
+# The `ModelStats` fields an engine entry can fill.
 SCALAR_FIELDS = (
     "prompt_tokens",
     "generation_tokens",
@@ -75,6 +84,7 @@ SCALAR_FIELDS = (
 )
 HISTOGRAM_FIELDS = ("time_to_first_token_seconds", "inter_token_latency_seconds")
 FIELDS = SCALAR_FIELDS + HISTOGRAM_FIELDS
+GAUGE_FIELDS = frozenset({"requests_running", "requests_waiting", "kv_cache_usage_ratio"})
 
 FIELD_AGGREGATION: Mapping[str, Aggregation] = MappingProxyType(
     {
@@ -83,16 +93,18 @@ FIELD_AGGREGATION: Mapping[str, Aggregation] = MappingProxyType(
     }
 )
 
+PROCESS_START_TIME = "process_start_time_seconds"  # prometheus_client's process collector
+
 
 @dataclass(frozen=True, slots=True)
 class EngineSpec:
     """One inference engine: where it serves its metrics, how to tell it, what to read."""
 
-    name: str  # "vllm", "sglang", "tgi", "trtllm": `EngineReading.engine`
-    default_port: int
-    default_path: str
-    # Sample names that identify the engine on top of its sources (any one present is
-    # enough): families it serves from start-up, before the first request.
+    name: str  # "vllm", "triton", ...: `EngineReading.engine`
+    ports: tuple[int, ...]  # where it serves /metrics by default, most likely first
+    paths: tuple[str, ...]
+    # Sample names that identify the engine on top of its sources (any one is enough):
+    # families it serves from start-up, before the first request.
     identify: tuple[str, ...]
     # Labels that may hold the model name, first found wins; none: every series is model "".
     model_labels: tuple[str, ...]
@@ -100,15 +112,25 @@ class EngineSpec:
     start_time: str | None = None  # a gauge of the process start time, unix seconds
     # Model label values that mean "no name" (trtllm-serve writes "undefined"): model "".
     unnamed_models: frozenset[str] = field(default_factory=frozenset)
+    # Models that take requests and pass them to others (Triton ensembles, BLS): where a
+    # body has one, only such models' finished requests are read.
+    ensemble_models: re.Pattern[str] | None = None
 
     def __post_init__(self) -> None:
         for name, sources in self.sources.items():
             if name not in FIELDS:
                 raise ValueError(f"{self.name}: {name!r} is not a ModelStats field")
-            histogram = name in HISTOGRAM_FIELDS
             for source in sources:
-                if (source.kind is SourceKind.HISTOGRAM) != histogram:
-                    raise ValueError(f"{self.name}: {name} cannot read a {source.kind} source")
+                if problem := _kind_problem(name, source.kind):
+                    raise ValueError(f"{self.name}: {problem}")
+
+    @property
+    def default_port(self) -> int:
+        return self.ports[0]
+
+    @property
+    def default_path(self) -> str:
+        return self.paths[0]
 
     def sample_names(self) -> frozenset[str]:
         """Every sample name that identifies this engine: its sources and `identify`."""
@@ -119,180 +141,282 @@ class EngineSpec:
         return frozenset(names)
 
 
-def _counter(name: str) -> Source:
-    return Source(name, SourceKind.COUNTER)
+def _kind_problem(field_name: str, kind: SourceKind) -> str:
+    """Why `field_name` cannot be read from a `kind` source ("" when it can)."""
+    if (kind is SourceKind.HISTOGRAM) != (field_name in HISTOGRAM_FIELDS):
+        return f"{field_name} cannot read a {kind} source"
+    if field_name in GAUGE_FIELDS and kind is not SourceKind.GAUGE:
+        return f"{field_name} is a gauge and cannot read a {kind} source"
+    if field_name not in GAUGE_FIELDS and kind is SourceKind.GAUGE:
+        return f"{field_name} counts up and cannot read a gauge"
+    return ""
 
 
-def _gauge(name: str, scale: float = 1.0) -> Source:
-    return Source(name, SourceKind.GAUGE, scale)
+class CatalogError(GpuworkError, ValueError):
+    """A catalog file that cannot be used: `file:line: what is wrong`."""
 
 
-def _histogram(name: str) -> Source:
-    return Source(name, SourceKind.HISTOGRAM)
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """The engines the exporter recognises, in the order they are tried on a tie."""
+
+    engines: tuple[EngineSpec, ...]
+    origin: Mapping[str, str] = field(default_factory=dict)  # engine -> "file:line"
+
+    def __post_init__(self) -> None:
+        owner: dict[str, str] = {}
+        for spec in self.engines:
+            for name in sorted(spec.sample_names()):
+                other = owner.setdefault(name, spec.name)
+                if other != spec.name:
+                    raise CatalogError(
+                        f"{self.origin.get(spec.name, spec.name)}: sample name {name!r} is "
+                        f"already read by engine {other!r}: a body must tell one engine"
+                    )
+
+    def __getitem__(self, name: str) -> EngineSpec:
+        for spec in self.engines:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.engines)
+
+    def with_entries(self, entries: Catalog) -> Catalog:
+        """This catalog with `entries` added; an entry of a known name replaces it."""
+        replaced = {spec.name: spec for spec in entries.engines}
+        kept = tuple(replaced.pop(spec.name, spec) for spec in self.engines)
+        return Catalog(kept + tuple(replaced.values()), {**self.origin, **entries.origin})
 
 
-PROCESS_START_TIME = "process_start_time_seconds"  # prometheus_client's process collector
+# --- the file format -----------------------------------------------------------------
 
-# vLLM, OpenAI-compatible server (`vllm serve`), port 8000, `/metrics`.
-# V1 names: vllm/v1/metrics/loggers.py (PrometheusStatLogger), as served by vLLM 0.33 in
-# the project's reference body (simulator/reference/vllm-0.33-v1.metrics.txt);
-# labels `model_name`, `engine`.
-# V0 names: vllm/engine/metrics.py (class Metrics), labels `model_name` from
-# vllm/engine/llm_engine.py (`labels=dict(model_name=...served_model_name)`).
-# Renames, per the deprecation comments in vllm/v1/metrics/loggers.py (0.11):
-#   vllm:gpu_cache_usage_perc -> vllm:kv_cache_usage_perc (deprecated in 0.9.2, hidden in
-#   0.11 unless --show-hidden-metrics-for-version);
-#   vllm:time_per_output_token_seconds -> vllm:inter_token_latency_seconds (0.11).
-# Both `_perc` gauges are ratios already: HELP "KV-cache usage. 1 means 100 percent usage."
-VLLM = EngineSpec(
-    name="vllm",
-    default_port=8000,
-    default_path="/metrics",
-    identify=(
-        "vllm:num_requests_running",
-        "vllm:num_requests_waiting",
-        "vllm:cache_config_info",
-        "vllm:e2e_request_latency_seconds_count",
-    ),
-    model_labels=("model_name",),
-    sources={
-        "prompt_tokens": (_counter("vllm:prompt_tokens_total"),),
-        "generation_tokens": (_counter("vllm:generation_tokens_total"),),
-        "requests_running": (_gauge("vllm:num_requests_running"),),
-        "requests_waiting": (_gauge("vllm:num_requests_waiting"),),
-        # by `finished_reason` (stop, length, abort, error, repetition): summed
-        "requests_finished": (_counter("vllm:request_success_total"),),
-        "kv_cache_usage_ratio": (
-            _gauge("vllm:kv_cache_usage_perc"),  # V1, 0.9.2 and later
-            _gauge("vllm:gpu_cache_usage_perc"),  # V0, and V1 up to 0.10
-        ),
-        "preemptions": (_counter("vllm:num_preemptions_total"),),  # V0 and V1
-        "time_to_first_token_seconds": (_histogram("vllm:time_to_first_token_seconds"),),
-        "inter_token_latency_seconds": (
-            _histogram("vllm:inter_token_latency_seconds"),  # 0.11 and later
-            _histogram("vllm:time_per_output_token_seconds"),  # V0, and V1 up to 0.11
-        ),
-    },
-    start_time=PROCESS_START_TIME,  # single-process servers only; absent in multiprocess mode
-)
+_METRIC_NAME = r"^[A-Za-z_:][A-Za-z0-9_:]{0,199}$"
+_LABEL_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,99}$"
+_PATH = r"^/[A-Za-z0-9._~/-]{0,255}$"  # a plain absolute path: no query, no host
+MAX_ENGINES = 64
+MAX_SOURCES = 8
+_Names = list[str]
 
-# SGLang (`python -m sglang.launch_server --enable-metrics`), port 30000 (ServerArgs.port),
-# `/metrics` on the API port: docs/references/production_metrics.md ("curl
-# http://localhost:30000/metrics"). Names: python/sglang/srt/metrics/collector.py
-# (SchedulerMetricsCollector, TokenizerMetricsCollector). Labels: `model_name` and
-# `engine_type` (tokenizer), plus `tp_rank`, `pp_rank`, `moe_ep_rank`, `dp_rank`
-# (scheduler), set in scheduler_metrics_mixin.py / tokenizer_manager.py. SGLang always
-# runs prometheus_client in multiprocess mode: no `_created`, no process_* families.
-# `sglang:token_usage` is used tokens / KV pool size, a ratio. Older releases served
-# `sglang:time_per_output_token_seconds` (the docs' example output) where newer ones
-# serve `sglang:inter_token_latency_seconds`. Preemption is "retraction" in SGLang; the
-# counter `sglang:num_retracted_requests_total` replaced a gauge of the same meaning.
-SGLANG = EngineSpec(
-    name="sglang",
-    default_port=30000,
-    default_path="/metrics",
-    identify=(
-        "sglang:num_running_reqs",
-        "sglang:num_queue_reqs",
-        "sglang:token_usage",
-        "sglang:num_used_tokens",
-        "sglang:gen_throughput",
-        "sglang:cache_hit_rate",
-        "sglang:max_total_num_tokens",
-    ),
-    model_labels=("model_name",),
-    sources={
-        "prompt_tokens": (_counter("sglang:prompt_tokens_total"),),
-        "generation_tokens": (_counter("sglang:generation_tokens_total"),),
-        "requests_running": (_gauge("sglang:num_running_reqs"),),
-        "requests_waiting": (_gauge("sglang:num_queue_reqs"),),
-        "requests_finished": (_counter("sglang:num_requests_total"),),
-        "kv_cache_usage_ratio": (_gauge("sglang:token_usage"),),
-        "preemptions": (_counter("sglang:num_retracted_requests_total"),),
-        "time_to_first_token_seconds": (_histogram("sglang:time_to_first_token_seconds"),),
-        "inter_token_latency_seconds": (
-            _histogram("sglang:inter_token_latency_seconds"),
-            _histogram("sglang:time_per_output_token_seconds"),
-        ),
-    },
-)
 
-# Hugging Face text-generation-inference. The container sets PORT=80 (Dockerfile) and the
-# router serves `/metrics` on it (router/src/server.rs, route "/metrics"); it also listens
-# on --prometheus-port 9000. Names: router/src/server.rs (describe_* and the
-# metrics::counter!/gauge!/histogram! calls), backends/v3/src/{backend,queue}.rs,
-# router/src/validation.rs; listed in docs/source/reference/metrics.md (v3.3.7). Rendered
-# by the metrics-exporter-prometheus crate: counters without `_total`, no model label, no
-# process_* families. Tokens come from the per-request histograms' `_sum`:
-# `tgi_request_input_length` is observed at validation, `tgi_request_generated_tokens` at
-# each successful response. `tgi_request_mean_time_per_token_duration` is each request's
-# mean time per output token (the docs: "inter-token latency"); TGI has no TTFT histogram.
-TGI = EngineSpec(
-    name="tgi",
-    default_port=80,
-    default_path="/metrics",
-    identify=(
-        "tgi_request_count",
-        "tgi_batch_max_total_tokens",
-        "tgi_batch_current_max_tokens",
-        "tgi_batch_inference_count",
-        "tgi_request_duration_count",
-    ),
-    model_labels=(),
-    sources={
-        "prompt_tokens": (Source("tgi_request_input_length", SourceKind.HISTOGRAM_SUM),),
-        "generation_tokens": (Source("tgi_request_generated_tokens", SourceKind.HISTOGRAM_SUM),),
-        "requests_running": (_gauge("tgi_batch_current_size"),),
-        "requests_waiting": (_gauge("tgi_queue_size"),),
-        "requests_finished": (_counter("tgi_request_success"),),
-        "inter_token_latency_seconds": (_histogram("tgi_request_mean_time_per_token_duration"),),
-    },
-)
+class _SourceEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-# TensorRT-LLM `trtllm-serve`, port 8000 (its --port default), Prometheus text on
-# `/prometheus/metrics`, mounted only with `return_perf_metrics` (and iteration stats for
-# the gauges); its `/metrics` answers JSON iteration stats, not an exposition
-# (tensorrt_llm/serve/openai_server.py: mount_metrics, register_routes; the docs' example
-# examples/serve/prometheus_metrics.py reads http://localhost:8000/prometheus/metrics).
-# Names: tensorrt_llm/metrics/collector.py (MetricsCollector, prefix "trtllm_"). Per
-# NVIDIA Dynamo's TensorRT-LLM metrics page, 1.1.0rc5 served only request_success_total,
-# e2e_request_latency_seconds, time_to_first_token_seconds, time_per_output_token_seconds
-# and request_queue_time_seconds; kv_cache_hit_rate and kv_cache_utilization came next,
-# the token counters and the request gauges (iteration stats) in later releases.
-# `trtllm_kv_cache_utilization` is usedNumBlocks / maxNumBlocks, a ratio. Labels:
-# `model_name`, `engine_type`, both set to "undefined" by OpenAIServer. Multiprocess mode
-# (set_prometheus_multiproc_dir): gauges carry a `pid` label, no process_* families.
-TRTLLM = EngineSpec(
-    name="trtllm",
-    default_port=8000,
-    default_path="/prometheus/metrics",
-    identify=(
-        "trtllm_e2e_request_latency_seconds_count",
-        "trtllm_request_queue_time_seconds_count",
-        "trtllm_kv_cache_hit_rate",
-    ),
-    model_labels=("model_name",),
-    sources={
-        "prompt_tokens": (_counter("trtllm_prompt_tokens_total"),),
-        "generation_tokens": (_counter("trtllm_generation_tokens_total"),),
-        "requests_running": (_gauge("trtllm_num_requests_running"),),
-        "requests_waiting": (_gauge("trtllm_num_requests_waiting"),),
-        "requests_finished": (
-            _counter("trtllm_request_success_total"),  # by finished_reason: summed
-            _counter("trtllm_num_requests_completed_total"),
-        ),
-        "kv_cache_usage_ratio": (_gauge("trtllm_kv_cache_utilization"),),
-        "time_to_first_token_seconds": (_histogram("trtllm_time_to_first_token_seconds"),),
-        "inter_token_latency_seconds": (_histogram("trtllm_time_per_output_token_seconds"),),
-    },
-    unnamed_models=frozenset({"undefined"}),
-)
+    counter: str | None = Field(None, pattern=_METRIC_NAME)
+    gauge: str | None = Field(None, pattern=_METRIC_NAME)
+    histogram: str | None = Field(None, pattern=_METRIC_NAME)
+    histogram_sum: str | None = Field(None, pattern=_METRIC_NAME)
+    histogram_count: str | None = Field(None, pattern=_METRIC_NAME)
+    scale: float = Field(1.0, gt=0, allow_inf_nan=False)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=4)
 
-ENGINES: Mapping[str, EngineSpec] = MappingProxyType(
-    {spec.name: spec for spec in (VLLM, SGLANG, TGI, TRTLLM)}
-)
+    @model_validator(mode="after")
+    def _one_kind(self) -> _SourceEntry:
+        kinds = [kind for kind in SourceKind if getattr(self, kind.value) is not None]
+        if len(kinds) != 1:
+            allowed = ", ".join(kind.value for kind in SourceKind)
+            raise ValueError(f"give exactly one of {allowed} (the family's name)")
+        for name in self.labels:
+            if not re.match(_LABEL_NAME, name) or name == "le":
+                raise ValueError(f"{name!r} cannot be a label to match")
+        return self
+
+    def source(self) -> Source:
+        kind = next(kind for kind in SourceKind if getattr(self, kind.value) is not None)
+        labels = tuple(sorted(self.labels.items()))
+        return Source(getattr(self, kind.value), kind, self.scale, labels)
+
+
+_Sources = list[_SourceEntry]
+_FIELD_SOURCES = Field(None, min_length=1, max_length=MAX_SOURCES)
+
+
+class _FieldsEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt_tokens: _Sources | None = _FIELD_SOURCES
+    generation_tokens: _Sources | None = _FIELD_SOURCES
+    requests_running: _Sources | None = _FIELD_SOURCES
+    requests_waiting: _Sources | None = _FIELD_SOURCES
+    requests_finished: _Sources | None = _FIELD_SOURCES
+    kv_cache_usage_ratio: _Sources | None = _FIELD_SOURCES
+    preemptions: _Sources | None = _FIELD_SOURCES
+    time_to_first_token_seconds: _Sources | None = _FIELD_SOURCES
+    inter_token_latency_seconds: _Sources | None = _FIELD_SOURCES
+
+
+class _EngineEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    ports: list[int] = Field(min_length=1, max_length=4)
+    paths: list[str] = Field(default_factory=lambda: ["/metrics"], min_length=1, max_length=4)
+    identify: _Names = Field(default_factory=list, max_length=32)
+    model_labels: _Names = Field(default_factory=list, max_length=4)
+    unnamed_models: _Names = Field(default_factory=list, max_length=8)
+    start_time: str | None = Field(None, pattern=_METRIC_NAME)
+    ensemble_models: str | None = Field(None, max_length=256)
+    fields: _FieldsEntry
+
+    @model_validator(mode="after")
+    def _values(self) -> _EngineEntry:
+        for port in self.ports:
+            if not 0 < port < 65536:
+                raise ValueError(f"port {port} is not 1-65535")
+        for path in self.paths:
+            if not re.match(_PATH, path) or "//" in path or "/../" in f"{path}/":
+                raise ValueError(f"path {path!r} is not a plain absolute path")
+        for name in self.identify:
+            if not re.match(_METRIC_NAME, name):
+                raise ValueError(f"{name!r} in identify is not a metric name")
+        for name in self.model_labels:
+            if not re.match(_LABEL_NAME, name):
+                raise ValueError(f"{name!r} in model_labels is not a label name")
+        if self.ensemble_models is not None:
+            try:
+                re.compile(self.ensemble_models)
+            except re.error as error:
+                raise ValueError(f"ensemble_models is no regular expression: {error}") from None
+        return self
+
+
+class _CatalogFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    engines: list[_EngineEntry] = Field(min_length=1, max_length=MAX_ENGINES)
+
+
+# path inside the document (keys and indexes) -> its 1-based line
+_Lines = dict[tuple[str | int, ...], int]
+
+
+def parse_catalog(text: str, where: str = "<catalog>") -> Catalog:
+    """The catalog a YAML text describes. Raises `CatalogError` naming `where` and a line."""
+    try:
+        document, lines = _load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise CatalogError(f"{where}{line}: not YAML: {problem}") from None
+    except _DuplicateKeyError as error:
+        raise CatalogError(f"{where}:{error.line}: {error.key!r} is given twice") from None
+    try:
+        parsed = _CatalogFile.model_validate(document)
+    except ValidationError as error:
+        first = error.errors()[0]
+        loc = tuple(first["loc"])
+        message = str(first["msg"]).removeprefix("Value error, ")
+        at = _at(lines, loc)
+        raise CatalogError(f"{where}:{at}: {_dotted(loc) or 'the file'}: {message}") from None
+    engines = []
+    origin: dict[str, str] = {}
+    for index, entry in enumerate(parsed.engines):
+        path: tuple[str | int, ...] = ("engines", index)
+        if entry.name in origin:
+            raise CatalogError(
+                f"{where}:{_at(lines, (*path, 'name'))}: engine {entry.name!r} is given twice"
+            )
+        origin[entry.name] = f"{where}:{_at(lines, path)}"
+        sources: dict[str, tuple[Source, ...]] = {}
+        for field_name in FIELDS:
+            given = getattr(entry.fields, field_name)
+            if given is None:
+                continue
+            sources[field_name] = tuple(source.source() for source in given)
+            for number, source in enumerate(sources[field_name]):
+                if problem := _kind_problem(field_name, source.kind):
+                    at = _at(lines, (*path, "fields", field_name, number))
+                    raise CatalogError(f"{where}:{at}: {entry.name}: {problem}")
+        engines.append(
+            EngineSpec(
+                name=entry.name,
+                ports=tuple(entry.ports),
+                paths=tuple(entry.paths),
+                identify=tuple(entry.identify),
+                model_labels=tuple(entry.model_labels),
+                sources=MappingProxyType(sources),
+                start_time=entry.start_time,
+                unnamed_models=frozenset(entry.unnamed_models),
+                ensemble_models=re.compile(entry.ensemble_models)
+                if entry.ensemble_models is not None
+                else None,
+            )
+        )
+    return Catalog(tuple(engines), origin)
+
+
+def load_catalog(path: str | Path) -> Catalog:
+    """The built-in catalog with the entries of the user's file at `path`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise CatalogError(f"{path}: cannot read the engine catalog: {error}") from None
+    return BUILTIN.with_entries(parse_catalog(text, str(path)))
+
+
+class _DuplicateKeyError(Exception):
+    def __init__(self, key: str, line: int) -> None:
+        self.key, self.line = key, line
+
+
+def _load(text: str) -> tuple[Any, _Lines]:
+    """The document as plain data, and the line of every mapping value and list item."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        lines: _Lines = {}
+        document = _plain(loader, node, (), lines) if node is not None else None
+    finally:
+        loader.dispose()
+    return document, lines
+
+
+def _plain(loader: yaml.SafeLoader, node: yaml.Node, path: tuple[str | int, ...],
+           lines: _Lines) -> Any:  # fmt: skip
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        mapping: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool) or key is None:
+                key = str(key)
+            if key in mapping:
+                raise _DuplicateKeyError(str(key), key_node.start_mark.line + 1)
+            mapping[key] = _plain(loader, value_node, (*path, str(key)), lines)
+            lines[(*path, str(key))] = key_node.start_mark.line + 1
+        return mapping
+    if isinstance(node, yaml.SequenceNode):
+        return [_plain(loader, item, (*path, i), lines) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def _at(lines: _Lines, loc: Sequence[str | int]) -> int:
+    """The line of the deepest node of `loc` that the file has."""
+    path = tuple(loc)
+    while path and path not in lines:
+        path = path[:-1]
+    return lines.get(path, 1)
+
+
+def _dotted(loc: Iterable[str | int]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _builtin() -> Catalog:
+    text = resources.files(__package__).joinpath("catalog.yaml").read_text(encoding="utf-8")
+    return parse_catalog(text, "exporter/sources/engines/catalog.yaml")
+
+
+BUILTIN: Catalog = _builtin()
+ENGINES: Mapping[str, EngineSpec] = MappingProxyType({s.name: s for s in BUILTIN.engines})
 
 __all__ = [
+    "BUILTIN",
     "ENGINES",
     "FIELDS",
     "FIELD_AGGREGATION",
@@ -300,7 +424,11 @@ __all__ = [
     "PROCESS_START_TIME",
     "SCALAR_FIELDS",
     "Aggregation",
+    "Catalog",
+    "CatalogError",
     "EngineSpec",
     "Source",
     "SourceKind",
+    "load_catalog",
+    "parse_catalog",
 ]

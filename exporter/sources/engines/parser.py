@@ -54,9 +54,10 @@ from typing import NamedTuple
 from exporter.errors import ErrorKind, GpuworkError
 from exporter.model import EngineReading, Histogram, ModelReading, Problem, SeriesKey
 from exporter.sources.engines.catalog import (
-    ENGINES,
+    BUILTIN,
     FIELD_AGGREGATION,
     Aggregation,
+    Catalog,
     EngineSpec,
     SourceKind,
 )
@@ -138,7 +139,7 @@ class _Name(NamedTuple):
     """One wanted sample name, as the index knows it (a tuple: unpacked on the hot path)."""
 
     canonical: bytes  # the unescaped name
-    engine: int  # index into _SPECS; len(_SPECS) for names no engine claims alone
+    engine: int  # index into the catalog's engines; their count for names no engine claims alone
     family: bytes  # the family its TYPE line names, without `_total` or histogram suffixes
     bucket: bool
     check: int  # _ANY, _COUNT, _RATIO or _TIME
@@ -150,10 +151,16 @@ class _Plan:
 
     spec: EngineSpec
     model_labels: Mapping[str, int]  # model label -> rank, 0 preferred
-    # field -> sources, each (kind, sample names, scale), preferred first
-    fields: tuple[
-        tuple[str, Aggregation, tuple[tuple[SourceKind, tuple[bytes, ...], float], ...]], ...
-    ]
+    # field -> sources, each (kind, sample names, scale, `name=value` labels to match),
+    # preferred first
+    fields: tuple[tuple[str, Aggregation, tuple[_SourcePlan, ...]], ...]
+
+
+class _SourcePlan(NamedTuple):
+    kind: SourceKind
+    sample_names: tuple[bytes, ...]
+    scale: float
+    labels: frozenset[str]  # `name=value` pairs a series must have; empty: any series
 
 
 def _plan(spec: EngineSpec) -> _Plan:
@@ -161,7 +168,15 @@ def _plan(spec: EngineSpec) -> _Plan:
         (
             name,
             FIELD_AGGREGATION[name],
-            tuple((s.kind, tuple(n.encode() for n in s.sample_names()), s.scale) for s in sources),
+            tuple(
+                _SourcePlan(
+                    s.kind,
+                    tuple(n.encode() for n in s.sample_names()),
+                    s.scale,
+                    frozenset(f"{k}={v}" for k, v in s.labels),
+                )
+                for s in sources
+            ),
         )
         for name, sources in spec.sources.items()
     )
@@ -203,7 +218,10 @@ def _index(
             add(name, index, None, _ANY)
         for field_name, sources in spec.sources.items():
             for source in sources:
-                check = _RATIO if field_name == "kv_cache_usage_ratio" else _COUNT
+                # A ratio served as such is checked on its line; one scaled or among other
+                # series of its family (a label picks it) is checked once read (`_model`).
+                plain = source.scale == 1.0 and not source.labels
+                check = _RATIO if field_name == "kv_cache_usage_ratio" and plain else _COUNT
                 for name in source.sample_names():
                     add(name, index, source.kind, check)
     families: dict[bytes, bytes] = {}
@@ -222,9 +240,6 @@ def _index(
     return names, families, pattern
 
 
-_SPECS: tuple[EngineSpec, ...] = tuple(ENGINES.values())
-_PLANS: tuple[_Plan, ...] = tuple(_plan(spec) for spec in _SPECS)
-_NAMES, _FAMILIES, _PATTERN = _index(_SPECS)
 _NAN = math.nan
 _INF = math.inf
 
@@ -236,19 +251,35 @@ _NO_LABELS: _Labels = ("", _NAN, "", b"")
 # Label sets seen before, per engine: an engine serves the same label sets scrape after
 # scrape, so most lines skip label parsing. Cleared when full.
 _LABEL_CACHE_MAX = 8192
-_label_cache: list[dict[bytes, _Labels]] = [{} for _ in range(len(_SPECS) + 1)]
 
 
-def parse_engine(
-    body: bytes, *, openmetrics: bool = False, max_series: int = MAX_SERIES
-) -> EngineReading:
-    """The engine's reading from one `/metrics` body. `openmetrics`: the body was served
-    as OpenMetrics (it must then end with `# EOF`). Raises `ExpositionError`."""
+class EngineParser:
+    """Reads `/metrics` bodies against one engine catalog: the pattern built from it, and
+    a bounded cache of the label sets seen. One thread at a time (the event loop)."""
+
+    def __init__(self, catalog: Catalog = BUILTIN) -> None:
+        self.catalog = catalog
+        self._specs = catalog.engines
+        self._plans = tuple(_plan(spec) for spec in self._specs)
+        self._names, self._families, self._pattern = _index(self._specs)
+        self._label_cache: list[dict[bytes, _Labels]] = [{} for _ in range(len(self._specs) + 1)]
+
+    def parse(
+        self, body: bytes, *, openmetrics: bool = False, max_series: int = MAX_SERIES
+    ) -> EngineReading:
+        """The engine's reading from one `/metrics` body. `openmetrics`: the body was
+        served as OpenMetrics (it must then end with `# EOF`). Raises `ExpositionError`."""
+        return _parse(self, body, openmetrics, max_series)
+
+
+def _parse(parser: EngineParser, body: bytes, openmetrics: bool, max_series: int) -> EngineReading:
+    specs, plans, names = parser._specs, parser._plans, parser._names
     text, cut = _lines(body, openmetrics)
     end = len(text)
     problems: list[tuple[str, int, str]] = []  # (kind, where, detail)
-    counts = [0] * (len(_SPECS) + 1)
-    models: list[dict[str, None]] = [{} for _ in range(len(_SPECS) + 1)]  # first seen first
+    counts = [0] * (len(specs) + 1)
+    first = [0] * (len(specs) + 1)  # where each engine's first name was seen
+    models: list[dict[str, None]] = [{} for _ in range(len(specs) + 1)]  # first seen first
     # (name, model) -> series -> value; for buckets, -> series -> le -> count
     values: dict[tuple[bytes, str], dict[str, float]] = {}
     buckets: dict[tuple[bytes, str], dict[str, dict[float, float]]] = {}
@@ -257,16 +288,15 @@ def parse_engine(
     types: dict[bytes, dict[str, int]] = {}  # family -> type -> where first declared
     start: float | None = None
     read = dropped = 0
-    names = _NAMES
-    caches = _label_cache
+    caches = parser._label_cache
     tail_ok = _TAIL.fullmatch
     inf = _INF
-    for match in _PATTERN.finditer(text, 0, end):
+    for match in parser._pattern.finditer(text, 0, end):
         eof, type_family, type_name, name, labels, value_text, tail = match.groups()
         if eof is not None:
             break
         if type_family is not None:
-            types.setdefault(_FAMILIES[type_family], {}).setdefault(
+            types.setdefault(parser._families[type_family], {}).setdefault(
                 type_name.decode(), match.start()
             )
             continue
@@ -275,6 +305,8 @@ def parse_engine(
             continue
         read += 1
         canonical, engine, _, bucket, check = names[name]
+        if not counts[engine]:
+            first[engine] = match.start()
         counts[engine] += 1
         if labels:
             cache = caches[engine]
@@ -282,7 +314,9 @@ def parse_engine(
             if parsed is None:
                 if len(cache) >= _LABEL_CACHE_MAX:
                     cache.clear()
-                parsed = cache[labels] = _labels(labels, engine)
+                parsed = cache[labels] = _labels(
+                    labels, plans[engine] if engine < len(plans) else None
+                )
         else:
             parsed = _NO_LABELS
         if isinstance(parsed, str):
@@ -342,9 +376,9 @@ def parse_engine(
         problems.append((DUPLICATE_SERIES, at, canonical.decode()))
     for canonical, identity in duplicated:
         model, le, series, _ = seen[(canonical, identity)]
-        if _NAMES[canonical].check == _TIME:
+        if names[canonical].check == _TIME:
             start = None
-        elif _NAMES[canonical].bucket:
+        elif names[canonical].bucket:
             buckets[(canonical, model)][series].pop(le)
         else:
             values[(canonical, model)].pop(series)
@@ -352,26 +386,39 @@ def parse_engine(
     for family in sorted(conflicts):  # nothing of the family is read
         problems.append((TYPE_CONFLICT, max(types[family].values()), family.decode()))
         for read_values in (values, buckets):
-            for gone in [k for k in read_values if _NAMES[k[0]].family == family]:
+            for gone in [k for k in read_values if names[k[0]].family == family]:
                 del read_values[gone]
 
-    best = max(range(len(_SPECS)), key=lambda i: (counts[i], -i))
+    best = max(range(len(specs)), key=lambda i: (counts[i], -i))
     if counts[best] == 0:
         raise _unknown(text, end)
     if cut:  # refused whole: the missing part may hold any series
         raise ExpositionError(TRUNCATED, cut)
-    plan = _PLANS[best]
+    plan = plans[best]
+    ensembles = plan.spec.ensemble_models
+    entry = {m for m in models[best] if ensembles is not None and ensembles.fullmatch(m)}
     readings = tuple(
         reading
         for model in models[best]
-        if (reading := _model(plan, model, values, buckets)) is not None
+        if (
+            reading := _model(
+                plan,
+                model,
+                values,
+                buckets,
+                problems,
+                steps_only=bool(entry) and model not in entry,
+            )
+        )
+        is not None
     )
+    matched = _why(specs, counts, best, text.count(b"\n", 0, first[best] + 1))
     problems.sort(key=lambda p: p[1])
     kinds: dict[str, int] = {}
     for kind, _, _ in problems:
         kinds[kind] = kinds.get(kind, 0) + 1
     return EngineReading(
-        engine=_SPECS[best].name,
+        engine=specs[best].name,
         models=readings,
         process_start_time=start,
         problems=tuple(
@@ -380,6 +427,20 @@ def parse_engine(
         ),
         problem_counts=kinds,
         dropped_series=dropped,
+        matched=matched,
+    )
+
+
+def _why(specs: Sequence[EngineSpec], counts: Sequence[int], best: int, line: int) -> str:
+    """Which catalog entry matched, and why: for the probe."""
+    others = sorted(
+        ((counts[i], spec.name) for i, spec in enumerate(specs) if i != best and counts[i]),
+        reverse=True,
+    )
+    runner_up = f"; next: {others[0][1]} with {others[0][0]}" if others else ""
+    return (
+        f"{specs[best].name}: {counts[best]} sample line(s) of its names, the first at "
+        f"line {line}{runner_up}"
     )
 
 
@@ -405,7 +466,7 @@ def _lines(body: bytes, openmetrics: bool) -> tuple[bytes, str]:
     return b"\n" + body, cut
 
 
-def _labels(labels: bytes, engine: int) -> _Labels:
+def _labels(labels: bytes, plan: _Plan | None) -> _Labels:
     """(model, le, series, sorted pairs) of one label set, or the kind of its problem.
     The model is "" where no model label is set, `le` NaN where there is none or it is no
     number; `series` holds every other label, sorted."""
@@ -414,7 +475,6 @@ def _labels(labels: bytes, engine: int) -> _Labels:
     pairs = sorted(_LABEL.findall(labels))
     if len({name for name, _ in pairs}) != len(pairs):
         return INVALID_LINE  # a label given twice
-    plan = _PLANS[engine] if engine < len(_PLANS) else None
     wanted = plan.model_labels if plan is not None else {}
     model: str | None = None
     model_rank = len(wanted)
@@ -456,19 +516,28 @@ def _model(
     model: str,
     values: Mapping[tuple[bytes, str], Mapping[str, float]],
     buckets: Mapping[tuple[bytes, str], Mapping[str, Mapping[float, float]]],
+    problems: list[tuple[str, int, str]],
+    *,
+    steps_only: bool = False,
 ) -> ModelReading | None:
+    """`steps_only`: the model is a step of an ensemble in the same body, so its finished
+    requests were counted at the ensemble already and are not read."""
     counters: dict[SeriesKey, float] = {}
     histograms: dict[SeriesKey, Histogram] = {}
     gauges: dict[str, float] = {}
     for field_name, aggregation, sources in plan.fields:
-        for kind, sample_names, scale in sources:
+        if steps_only and field_name == "requests_finished":
+            continue
+        for kind, sample_names, scale, labels in sources:
             if kind is SourceKind.HISTOGRAM:
-                found = _histograms(sample_names, model, values, buckets)
+                found = _histograms(sample_names, model, values, buckets, scale, labels)
                 histograms.update(((field_name, series), h) for series, h in found.items())
                 if found:
                     break
                 continue
             by_series = values.get((sample_names[0], model))
+            if by_series and labels:
+                by_series = {s: v for s, v in by_series.items() if _has(s, labels)}
             if not by_series:
                 continue
             if kind is SourceKind.GAUGE:
@@ -477,7 +546,11 @@ def _model(
                     if aggregation is Aggregation.MAX
                     else sum(by_series.values())
                 )
-                gauges[field_name] = combined * scale
+                value = combined * scale
+                if field_name == "kv_cache_usage_ratio" and value > 1:
+                    problems.append((INVALID_VALUE, -1, f"KV-cache ratio {value:g} of {model!r}"))
+                    break
+                gauges[field_name] = value
             else:
                 counters.update(((field_name, s), v * scale) for s, v in by_series.items())
             break
@@ -493,25 +566,32 @@ def _model(
     )
 
 
+def _has(series: str, labels: frozenset[str]) -> bool:
+    """Whether a series (`name=value` pairs joined by commas) has every pair of `labels`."""
+    return labels <= set(series.split(","))
+
+
 def _histograms(
     sample_names: tuple[bytes, ...],
     model: str,
     values: Mapping[tuple[bytes, str], Mapping[str, float]],
     buckets: Mapping[tuple[bytes, str], Mapping[str, Mapping[float, float]]],
+    scale: float = 1.0,
+    labels: frozenset[str] = frozenset(),
 ) -> dict[str, Histogram]:
-    """Each series' histogram; one without a `+Inf` bucket or a `_sum` is absent, one
-    without `_count` counts its `+Inf` bucket."""
+    """Each series' histogram, its bounds and sum times `scale`; one without a `+Inf`
+    bucket or a `_sum` is absent, one without `_count` counts its `+Inf` bucket."""
     bucket_name, sum_name, count_name = sample_names
     sums = values.get((sum_name, model), {})
     counts = values.get((count_name, model), {})
     found = {}
     for series, by_le in buckets.get((bucket_name, model), {}).items():
-        if _INF not in by_le or series not in sums:
+        if _INF not in by_le or series not in sums or (labels and not _has(series, labels)):
             continue
         found[series] = Histogram(
-            buckets=tuple(sorted(by_le.items())),
+            buckets=tuple(sorted((le * scale, n) for le, n in by_le.items())),
             count=counts.get(series, by_le[_INF]),
-            sum=sums[series],
+            sum=sums[series] * scale,
         )
     return found
 
@@ -529,7 +609,18 @@ def _unknown(text: bytes, end: int) -> ExpositionError:
     return ExpositionError(NOT_METRICS, "no sample line in the body")
 
 
+BUILTIN_PARSER = EngineParser(BUILTIN)
+
+
+def parse_engine(
+    body: bytes, *, openmetrics: bool = False, max_series: int = MAX_SERIES
+) -> EngineReading:
+    """`EngineParser.parse` against the built-in catalog."""
+    return BUILTIN_PARSER.parse(body, openmetrics=openmetrics, max_series=max_series)
+
+
 __all__ = [
+    "BUILTIN_PARSER",
     "DUPLICATE_SERIES",
     "INVALID_LINE",
     "INVALID_UTF8",
@@ -542,6 +633,7 @@ __all__ = [
     "TRUNCATED",
     "TYPE_CONFLICT",
     "UNKNOWN_ENGINE",
+    "EngineParser",
     "ExpositionError",
     "parse_engine",
 ]

@@ -17,8 +17,16 @@ from exporter.sources.engines.scraper import EngineScraper, EngineTarget
 
 PodKey = tuple[str, str]  # (namespace, pod)
 
-# What a pod that runs no engine answers: not an error until it has served as an engine.
-NOT_AN_ENGINE = frozenset({ErrorKind.CONNECTION, http_status_kind(404), ErrorKind.UNKNOWN_ENGINE})
+# What a pod that runs no engine answers on the ports tried (nothing, a 404, another
+# exporter's metrics, a web page): not an error until it has served as an engine.
+NOT_AN_ENGINE = frozenset(
+    {
+        ErrorKind.CONNECTION,
+        http_status_kind(404),
+        ErrorKind.UNKNOWN_ENGINE,
+        ErrorKind.NOT_METRICS,
+    }
+)
 ENGINE_SERIES_CAP = "engine_series_cap"
 
 

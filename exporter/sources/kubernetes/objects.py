@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from exporter.model import NamespaceMeta, PodMeta
 from exporter.sources.kubernetes.errors import MalformedError
@@ -70,8 +70,10 @@ def _annotations(metadata: Mapping[str, Any]) -> Mapping[str, str]:
     )
 
 
-def _container_ports(spec: Mapping[str, Any]) -> Mapping[str, int]:
+def _container_ports(spec: Mapping[str, Any]) -> tuple[Mapping[str, int], tuple[int, ...]]:
+    """The named container ports, and every TCP port declared (for engine discovery)."""
     ports: dict[str, int] = {}
+    declared: dict[int, None] = {}
     # Sidecars (init containers that keep running) can serve metrics too; a regular
     # container's name wins a clash.
     for section in ("initContainers", "containers"):
@@ -85,6 +87,9 @@ def _container_ports(spec: Mapping[str, Any]) -> Mapping[str, int]:
                 if not isinstance(port, dict):
                     continue
                 name, number = port.get("name"), port.get("containerPort")
+                tcp = port.get("protocol", "TCP") == "TCP"
+                if _port_number(number) and tcp and len(declared) < MAX_PORTS:
+                    declared[number] = None
                 if (
                     isinstance(name, str)
                     and name
@@ -93,7 +98,11 @@ def _container_ports(spec: Mapping[str, Any]) -> Mapping[str, int]:
                     and (name in ports or len(ports) < MAX_PORTS)
                 ):
                     ports[sys.intern(name[:MAX_LABEL_VALUE])] = number  # "http", "metrics"
-    return MappingProxyType(ports)
+    return MappingProxyType(ports), tuple(declared)
+
+
+def _port_number(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
 
 
 def _timestamp(value: object) -> float | None:
@@ -114,16 +123,18 @@ def pod_meta(obj: Mapping[str, Any], label_keys: frozenset[str]) -> PodMeta:
     metadata = as_object(obj.get("metadata"), "metadata")
     spec = as_object(obj.get("spec"), "spec")
     status = as_object(obj.get("status"), "status")
+    named_ports, declared_ports = _container_ports(spec)
     return PodMeta(
         uid=required_str(metadata, "uid"),
         namespace=sys.intern(required_str(metadata, "namespace")),
         name=required_str(metadata, "name"),
         labels=_labels(metadata, label_keys),
         annotations=_annotations(metadata),
-        container_ports=_container_ports(spec),
+        container_ports=named_ports,
         phase=sys.intern(optional_str(status, "phase")[:MAX_LABEL_VALUE]),
         pod_ip=optional_str(status, "podIP")[:64],
         start_time=_timestamp(status.get("startTime")),
+        declared_ports=declared_ports,
     )
 
 

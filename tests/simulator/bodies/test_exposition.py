@@ -81,6 +81,6 @@ def test_openmetrics_is_what_prometheus_client_0_26_writes() -> None:
 
 def test_an_unknown_engine_cannot_be_rendered() -> None:
     with pytest.raises(ValueError, match="no renderer"):
-        render_exposition("llamacpp", STATS, process_start_time=1.0)
+        render_exposition("ollama", STATS, process_start_time=1.0)
     with pytest.raises(ValueError, match="no renderer"):
-        corrupt(b"", BodyFault.NAN_VALUE, "llamacpp")
+        corrupt(b"", BodyFault.NAN_VALUE, "ollama")

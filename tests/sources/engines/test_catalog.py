@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 from exporter.model import ModelStats
 from exporter.sources.engines.catalog import (
+    BUILTIN,
     ENGINES,
     FIELD_AGGREGATION,
     FIELDS,
     HISTOGRAM_FIELDS,
     Aggregation,
+    CatalogError,
     EngineSpec,
     Source,
     SourceKind,
+    load_catalog,
+    parse_catalog,
 )
 from exporter.sources.engines.parser import parse_engine
-from tests.support.paths import ENGINE_FIXTURES
+from tests.support.paths import ENGINE_FIXTURES, REPO
 
 FIXTURES = ENGINE_FIXTURES
 # fixture -> the engine it shows
@@ -30,12 +35,21 @@ FIXTURE_ENGINES = {
     "sglang-0.5.metrics.txt": "sglang",
     "tgi-3.3.metrics.txt": "tgi",
     "trtllm.metrics.txt": "trtllm",
+    "triton-trtllm.metrics.txt": "triton",
+    "llamacpp.metrics.txt": "llamacpp",
 }
-PREFIXES = {"vllm": "vllm:", "sglang": "sglang:", "tgi": "tgi_", "trtllm": "trtllm_"}
+PREFIXES = {
+    "vllm": "vllm:",
+    "sglang": "sglang:",
+    "tgi": "tgi_",
+    "trtllm": "trtllm_",
+    "triton": "nv_",
+    "llamacpp": "llamacpp:",
+}
 
 
 def test_one_entry_per_engine_under_its_own_name() -> None:
-    assert set(ENGINES) == {"vllm", "sglang", "tgi", "trtllm"}
+    assert set(ENGINES) == {"vllm", "sglang", "tgi", "trtllm", "triton", "llamacpp"}
     for name, spec in ENGINES.items():
         assert spec.name == name
 
@@ -47,6 +61,8 @@ def test_one_entry_per_engine_under_its_own_name() -> None:
         ("sglang", 30000, "/metrics"),
         ("tgi", 80, "/metrics"),
         ("trtllm", 8000, "/prometheus/metrics"),
+        ("triton", 8002, "/metrics"),
+        ("llamacpp", 8080, "/metrics"),
     ],
 )
 def test_where_each_engine_serves_its_metrics(engine: str, port: int, path: str) -> None:
@@ -87,14 +103,19 @@ def test_histogram_fields_read_histograms_and_scalars_read_samples() -> None:
 
 
 def test_a_wrong_entry_is_refused() -> None:
+    def spec(field: str, kind: SourceKind) -> EngineSpec:
+        return EngineSpec("x", (1,), ("/m",), (), (), {field: (Source("x_t", kind),)})
+
     with pytest.raises(ValueError, match="not a ModelStats field"):
-        EngineSpec("x", 1, "/m", (), (), {"tokens": (Source("x_t", SourceKind.COUNTER),)})
+        spec("tokens", SourceKind.COUNTER)
     with pytest.raises(ValueError, match="cannot read"):
-        EngineSpec("x", 1, "/m", (), (), {"prompt_tokens": (Source("x_h", SourceKind.HISTOGRAM),)})
+        spec("prompt_tokens", SourceKind.HISTOGRAM)
     with pytest.raises(ValueError, match="cannot read"):
-        EngineSpec(
-            "x", 1, "/m", (), (), {"inter_token_latency_seconds": (Source("x", SourceKind.GAUGE),)}
-        )
+        spec("inter_token_latency_seconds", SourceKind.GAUGE)
+    with pytest.raises(ValueError, match="is a gauge"):
+        spec("requests_waiting", SourceKind.COUNTER)
+    with pytest.raises(ValueError, match="counts up"):
+        spec("prompt_tokens", SourceKind.GAUGE)
 
 
 def test_sample_names_of_each_kind() -> None:
@@ -168,3 +189,99 @@ def test_every_source_is_served_by_some_fixture() -> None:
         } - served[name]
         assert not missing, (name, missing)
         assert set(spec.identify) & served[name], name
+
+
+# -- the file format: one for the built-in entries and the user's -------------------------------
+
+USER_CATALOG = """\
+engines:
+  # an in-house server: counters in its own names, the model in `served_model`
+  - name: acme
+    ports: [9100]
+    identify: ["acme_up"]
+    model_labels: [served_model]
+    start_time: acme_start_time_seconds
+    fields:
+      prompt_tokens: [{counter: acme_input_tokens_total}]
+      generation_tokens: [{counter: acme_output_tokens_total}]
+      requests_waiting: [{gauge: acme_queue, labels: {state: waiting}}]
+      kv_cache_usage_ratio: [{gauge: acme_kv_percent, scale: 0.01}]
+      time_to_first_token_seconds: [{histogram: acme_ttft_ms, scale: 0.001}]
+"""
+
+
+def test_the_builtin_catalog_is_the_yaml_file_beside_the_module() -> None:
+    text = (REPO / "exporter/sources/engines/catalog.yaml").read_text()
+    assert parse_catalog(text).engines == BUILTIN.engines
+    assert BUILTIN.names() == tuple(ENGINES)
+
+
+def test_a_user_catalog_adds_an_engine_with_every_kind_of_source() -> None:
+    catalog = BUILTIN.with_entries(parse_catalog(USER_CATALOG, "acme.yaml"))
+    acme = catalog["acme"]
+    assert catalog.names()[-1] == "acme" and acme.ports == (9100,)
+    assert acme.paths == ("/metrics",)  # the default
+    assert acme.sources["requests_waiting"] == (
+        Source("acme_queue", SourceKind.GAUGE, 1.0, (("state", "waiting"),)),
+    )
+    assert acme.sources["kv_cache_usage_ratio"][0].scale == 0.01
+    assert catalog.origin["acme"] == "acme.yaml:3"
+
+
+def test_a_user_entry_of_a_known_name_replaces_the_builtin_one() -> None:
+    entry = """engines:
+  - name: triton
+    ports: [9002]
+    model_labels: [model]
+    ensemble_models: "router"
+    fields:
+      requests_finished: [{counter: nv_inference_request_success}]
+"""
+    catalog = BUILTIN.with_entries(parse_catalog(entry, "mine.yaml"))
+    assert catalog.names() == BUILTIN.names()  # same place in the order
+    assert catalog["triton"].ports == (9002,)
+    pattern = catalog["triton"].ensemble_models
+    assert pattern is not None and pattern.pattern == "router"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("engines: [\n  - name: x\n", r"mine.yaml:2: not YAML: expected the node content"),
+        ("engines: []\n", r"mine.yaml:1: engines: List should have at least 1 item"),
+        ("engine:\n  - name: x\n", r"mine.yaml:1: engines: Field required"),
+        (USER_CATALOG.replace("ports: [9100]", "ports: [99999]"),
+         r"mine.yaml:3: engines\[0\]: port 99999 is not 1-65535"),
+        (USER_CATALOG.replace("prompt_tokens:", "prompt_tokenz:"),
+         r"mine.yaml:9: engines\[0\].fields.prompt_tokenz: Extra inputs are not permitted"),
+        (USER_CATALOG.replace("{counter: acme_output_tokens_total}", "{gauge: acme_out}"),
+         r"mine.yaml:10: acme: generation_tokens counts up and cannot read a gauge"),
+        (USER_CATALOG.replace("{counter: acme_input_tokens_total}", "{counter: 1bad}"),
+         r"mine.yaml:9: engines\[0\].fields.prompt_tokens\[0\].counter: String should match"),
+        (USER_CATALOG.replace("{counter: acme_input_tokens_total}",
+                              "{counter: a_total, gauge: b}"),
+         r"mine.yaml:9: .*give exactly one of counter, gauge"),
+        (USER_CATALOG.replace("    ports: [9100]\n", "    ports: [9100]\n    ports: [1]\n"),
+         r"mine.yaml:5: 'ports' is given twice"),
+        (USER_CATALOG + USER_CATALOG.split("engines:\n", 1)[1],
+         r"mine.yaml:\d+: engine 'acme' is given twice"),
+        (USER_CATALOG.replace("model_labels: [served_model]", 'ensemble_models: "(("'),
+         r"mine.yaml:3: engines\[0\]: ensemble_models is no regular expression"),
+        (USER_CATALOG.replace("acme_input_tokens_total", "vllm:prompt_tokens_total"),
+         r"mine.yaml:3: sample name 'vllm:prompt_tokens_total' is already read by engine 'vllm'"),
+    ],
+)  # fmt: skip
+def test_a_bad_catalog_is_refused_with_its_line(text: str, message: str) -> None:
+    with pytest.raises(CatalogError, match=message):
+        BUILTIN.with_entries(parse_catalog(text, "mine.yaml"))
+
+
+def test_load_catalog_reads_the_file_and_names_it_when_it_cannot(tmp_path: Path) -> None:
+    path = tmp_path / "engines.yaml"
+    path.write_text(USER_CATALOG)
+    assert "acme" in load_catalog(path).names()
+    with pytest.raises(CatalogError, match=r"missing.yaml: cannot read the engine catalog"):
+        load_catalog(tmp_path / "missing.yaml")
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(CatalogError, match="cannot read"):
+        load_catalog(path)

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from exporter.model import EngineReading, Histogram, ModelReading, ModelStats
-from exporter.sources.engines.catalog import ENGINES
+from exporter.sources.engines.catalog import BUILTIN, ENGINES, parse_catalog
 from exporter.sources.engines.parser import (
     DUPLICATE_SERIES,
     INVALID_LINE,
@@ -21,10 +21,11 @@ from exporter.sources.engines.parser import (
     TRUNCATED,
     TYPE_CONFLICT,
     UNKNOWN_ENGINE,
+    EngineParser,
     ExpositionError,
     parse_engine,
 )
-from simulator.bodies.exposition import render_exposition
+from simulator.bodies.exposition import TEXT_ONLY_ENGINES, render_exposition
 from simulator.bodies.faults import BodyFault, corrupt
 from tests.support.engine_stats import STATS
 from tests.support.paths import ENGINE_FIXTURES
@@ -251,6 +252,92 @@ def test_trtllm_serve() -> None:
 def test_trtllm_with_a_real_model_name_keeps_it() -> None:
     body = b'trtllm_prompt_tokens_total{engine_type="trtllm",model_name="nemotron-nano-3"} 7.0\n'
     assert only_model(parse_engine(body)).model == "nemotron-nano-3"
+
+
+def test_triton_tokens_at_the_backend_and_requests_once_at_the_ensemble() -> None:
+    reading = parse_engine(fixture("triton-trtllm.metrics.txt"))
+    assert reading.engine == "triton" and reading.problems == ()
+    assert reading.matched.startswith(
+        "triton: 52 sample line(s) of its names, the first at line 11"
+    )
+    models = models_of(reading)
+    assert set(models) == {"ensemble", "preprocessing", "postprocessing", "tensorrt_llm"}
+    backend = models["tensorrt_llm"]
+    # tokens: the backend's histograms' _sum; its own request count is a step's: not read
+    assert (backend.prompt_tokens, backend.generation_tokens) == (3717.0, 7040.0)
+    assert backend.requests_finished is None
+    # gauges picked out of their families by label
+    assert (backend.requests_running, backend.requests_waiting) == (4.0, 2.0)
+    assert backend.kv_cache_usage_ratio == pytest.approx(138 / 4309)
+    ensemble = models["ensemble"]
+    assert ensemble.requests_finished == 59.0  # not 59 x 3 + 7040 over the steps
+    assert models["postprocessing"].requests_finished is None  # streamed: once per token
+    ttft = ensemble.time_to_first_token_seconds  # milliseconds, scaled to seconds
+    assert ttft is not None and (ttft.count, ttft.sum) == (59.0, pytest.approx(13.8725))
+    assert ttft.buckets[:2] == ((0.1, 12.0), (0.5, 51.0))
+    assert sum(m.requests_finished or 0 for m in models.values()) == 59.0
+
+
+def test_triton_without_an_ensemble_counts_every_models_requests() -> None:
+    body = (
+        b'nv_inference_request_success{model="resnet",version="1"} 10\n'
+        b'nv_inference_request_success{model="bert",version="2"} 5\n'
+    )
+    models = models_of(parse_engine(body))
+    assert {m: s.requests_finished for m, s in models.items()} == {"resnet": 10.0, "bert": 5.0}
+
+
+def test_a_labelled_ratio_outside_0_1_is_not_read_and_is_counted() -> None:
+    body = (
+        b'nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="max",model="m",version="1"} 40\n'
+        b'nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="fraction",model="m",version="1"}'
+        b" 1.5\n"
+        b'nv_inference_request_success{model="m",version="1"} 3\n'
+    )
+    reading = parse_engine(body)
+    stats = only_model(reading)
+    assert stats.kv_cache_usage_ratio is None and stats.requests_finished == 3.0
+    assert reading.problem_counts == {INVALID_VALUE: 1}
+
+
+def test_llamacpp_six_significant_digits_and_no_model_name() -> None:
+    reading = parse_engine(fixture("llamacpp.metrics.txt"))
+    assert reading.engine == "llamacpp" and reading.problems == ()
+    stats = only_model(reading)
+    assert stats.model == ""  # no labels at all: the pod names the model
+    # 1,234,567 and 2,345,678 as the server prints them: within 5e-6 of the truth
+    assert (stats.prompt_tokens, stats.generation_tokens) == (1234570.0, 2345680.0)
+    assert stats.prompt_tokens == pytest.approx(1234567, rel=5e-6)
+    assert (stats.requests_running, stats.requests_waiting) == (3.0, 1.0)
+    assert stats.requests_finished is None and stats.kv_cache_usage_ratio is None
+
+
+def test_a_user_catalog_engine_is_read_by_a_parser_built_from_it() -> None:
+    catalog = BUILTIN.with_entries(
+        parse_catalog(
+            """engines:
+  - name: acme
+    ports: [9100]
+    model_labels: [served_model]
+    fields:
+      prompt_tokens: [{counter: acme_input_tokens_total}]
+      requests_waiting: [{gauge: acme_queue, labels: {state: waiting}}]
+      kv_cache_usage_ratio: [{gauge: acme_kv_percent, scale: 0.01}]
+"""
+        )
+    )
+    body = (
+        b'acme_input_tokens_total{served_model="m1"} 120\n'
+        b'acme_queue{served_model="m1",state="waiting"} 4\n'
+        b'acme_queue{served_model="m1",state="running"} 9\n'
+        b'acme_kv_percent{served_model="m1"} 37.5\n'
+    )
+    reading = EngineParser(catalog).parse(body)
+    stats = only_model(reading)
+    assert (reading.engine, stats.model, stats.prompt_tokens) == ("acme", "m1", 120.0)
+    assert (stats.requests_waiting, stats.kv_cache_usage_ratio) == (4.0, 0.375)
+    with pytest.raises(ExpositionError, match="no engine of the catalog"):
+        parse_engine(body)  # the built-in catalog does not know it
 
 
 # ---------------------------------------------------------------------------- robustness
@@ -660,32 +747,55 @@ def test_an_engine_known_by_a_family_it_serves_before_any_request() -> None:
     reading = parse_engine(
         b"# TYPE tgi_batch_max_total_tokens gauge\ntgi_batch_max_total_tokens 9\n"
     )
-    assert reading == EngineReading(engine="tgi", models=())
+    assert (reading.engine, reading.models, reading.problems) == ("tgi", (), ())
 
 
 # ------------------------------------------ what the simulated engines' library writes, read
 
 
+# Fields a simulated engine leaves out although its catalog entry reads them: Triton's
+# time to first response is off unless --metrics-config histogram_latencies=true.
+NOT_RENDERED = {"triton": {"time_to_first_token_seconds"}}
+
+
 def expected(engine: str, stats: ModelStats) -> ModelStats:
     """What reading back `engine`'s body gives: only the fields the engine serves, and no
-    model name where the engine gives none."""
-    served = ENGINES[engine].sources
+    model name where the engine gives none (Triton names its repository's models)."""
+    served = set(ENGINES[engine].sources) - NOT_RENDERED.get(engine, set())
     values = {
         f.name: getattr(stats, f.name) if f.name in served else None
         for f in dataclasses.fields(ModelStats)
         if f.name != "model"
     }
-    model = stats.model if ENGINES[engine].model_labels and engine != "trtllm" else ""
-    return ModelStats(model=model, **values)
+    named = ENGINES[engine].model_labels and engine not in ("trtllm", "triton")
+    return ModelStats(model=stats.model if named else "", **values)
+
+
+def one(reading: EngineReading) -> ModelStats:
+    """What the engine says in all: its models' readings added up (Triton's ensemble and
+    steps are one served model); the KV-cache ratio is the highest."""
+    if len(reading.models) == 1:
+        return summed(reading.models[0])
+    parts = [summed(model) for model in reading.models]
+    values: dict[str, object] = {}
+    for f in dataclasses.fields(ModelStats):
+        given = [getattr(p, f.name) for p in parts if getattr(p, f.name) is not None]
+        if f.name == "model" or not given:
+            continue
+        if isinstance(given[0], Histogram):
+            (values[f.name],) = given  # one model serves each histogram
+        else:
+            values[f.name] = max(given) if f.name == "kv_cache_usage_ratio" else sum(given)
+    return ModelStats(model="", **values)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("openmetrics", [False, True])
 @pytest.mark.parametrize("engine", sorted(ENGINES))
 def test_render_and_read_back(engine: str, openmetrics: bool) -> None:
     body = render_exposition(engine, STATS, process_start_time=1.7e9, openmetrics=openmetrics)
-    reading = parse_engine(body, openmetrics=openmetrics and engine != "tgi")
+    reading = parse_engine(body, openmetrics=openmetrics and engine not in TEXT_ONLY_ENGINES)
     assert reading.engine == engine
-    assert tuple(summed(m) for m in reading.models) == (expected(engine, STATS),)
+    assert one(reading) == expected(engine, STATS)
     assert reading.process_start_time == (1.7e9 if engine == "vllm" else None)
 
 
@@ -701,7 +811,10 @@ def test_a_field_that_is_none_is_not_served() -> None:
     stats = ModelStats(model="m", prompt_tokens=5.0)
     for engine in sorted(ENGINES):
         body = render_exposition(engine, stats, process_start_time=1.0)
-        assert only_model(parse_engine(body)) == expected(engine, stats)
+        if engine in ("triton", "llamacpp"):  # they serve every family from start-up, at 0
+            assert one(parse_engine(body)).prompt_tokens == 5.0
+            continue
+        assert one(parse_engine(body)) == expected(engine, stats)
 
 
 # -------------------------------------------------- hostile bodies as the engines serve them
@@ -712,7 +825,9 @@ HOSTILE = {  # a fault of the simulated engines -> what the parser makes of it
     BodyFault.NAN_VALUE: (INVALID_VALUE, "generation_tokens"),
     BodyFault.NEGATIVE_VALUE: (INVALID_VALUE, "prompt_tokens"),
 }
-FORMATS = [(e, om) for e in sorted(ENGINES) for om in (False, True) if not (e == "tgi" and om)]
+FORMATS = [
+    (e, om) for e in sorted(ENGINES) for om in (False, True) if not (e in TEXT_ONLY_ENGINES and om)
+]
 
 
 @pytest.mark.parametrize("fault", sorted(HOSTILE))
@@ -724,12 +839,13 @@ def test_a_bad_line_costs_its_series_and_is_counted(
     reading = parse_engine(corrupt(body, fault, engine), openmetrics=openmetrics)
     kind, lost = HOSTILE[fault]
     whole = expected(engine, STATS)
-    if engine == "tgi" and fault is BodyFault.INVALID_UTF8:  # TGI's fault hits a HELP line
+    if engine in ("tgi", "llamacpp") and fault is BodyFault.INVALID_UTF8:  # no labels to
+        # break: the fault hits a HELP line, which is not read
         assert kinds(reading) == {}
-        assert only_model(reading) == whole
+        assert one(reading) == whole
         return
     assert kinds(reading) == {kind: 1}
-    assert only_model(reading) == dataclasses.replace(whole, **{lost: None})
+    assert one(reading) == dataclasses.replace(whole, **{lost: None})
 
 
 @pytest.mark.parametrize(("engine", "openmetrics"), FORMATS)
@@ -741,7 +857,7 @@ def test_bodies_cut_short_or_not_metrics_are_refused_and_dips_are_read(
         with pytest.raises(ExpositionError) as caught:
             parse_engine(corrupt(body, fault, engine), openmetrics=openmetrics)
         assert caught.value.kind == error
-    dipped = only_model(
+    dipped = one(
         parse_engine(corrupt(body, BodyFault.COUNTER_DIP, engine), openmetrics=openmetrics)
     )
     generation = expected(engine, STATS).generation_tokens

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
@@ -15,8 +16,10 @@ from prometheus_client.exposition import choose_encoder
 from exporter.model import PodMeta
 from exporter.sources.engines.scraper import (
     ACCEPT,
+    MAX_PORTS,
     EngineScraper,
     EngineTarget,
+    candidate_ports,
     engine_target,
     targets_for,
 )
@@ -27,6 +30,7 @@ from tests.support.paths import ENGINE_FIXTURES
 
 VLLM = (ENGINE_FIXTURES / "vllm-0.33-v1.metrics.txt").read_bytes()
 TRTLLM = (ENGINE_FIXTURES / "trtllm.metrics.txt").read_bytes()
+TRITON = (ENGINE_FIXTURES / "triton-trtllm.metrics.txt").read_bytes()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -35,8 +39,9 @@ def pod(
     annotations: dict[str, str] | None = None,
     ports: dict[str, int] | None = None,
     phase: str = "Running",
+    declared: tuple[int, ...] = (),
 ) -> PodMeta:
-    return PodMeta("uid", "ns", "p", {}, annotations or {}, ports or {}, phase, ip, None)
+    return PodMeta("uid", "ns", "p", {}, annotations or {}, ports or {}, phase, ip, None, declared)
 
 
 # -- where the exporter may go ------------------------------------------------------------------
@@ -60,6 +65,85 @@ def test_the_target_is_the_pods_own_ip_with_port_and_path_from_its_spec(
 ) -> None:
     target = engine_target(meta)
     assert target is not None and target.url == url
+
+
+# The built-in catalog's default ports, in its order: vLLM and trtllm-serve 8000, SGLang
+# 30000, TGI 80 and 9000, Triton 8002, llama.cpp 8080.
+CATALOG_PORTS = (8000, 30000, 80, 9000, 8002, 8080)
+
+
+@pytest.mark.parametrize(
+    ("meta", "ports"),
+    [
+        (pod(), CATALOG_PORTS),
+        (pod(declared=(8002,)), (8002, *(p for p in CATALOG_PORTS if p != 8002))),
+        (pod(ports={"http": 9000}, declared=(5000, 9000, 8080)),
+         (9000, 8080, 5000, 8000, 30000, 80, 8002)),
+        (pod(annotations={"prometheus.io/port": "7000"}, declared=(8002,)), (7000,)),
+        (pod(declared=tuple(range(20000, 20010))),
+         (20000, 20001, 20002, 20003, 20004, 20005, 20006, 20007)),
+    ],
+)  # fmt: skip
+def test_candidate_ports_in_their_documented_order_and_bounded(
+    meta: PodMeta, ports: tuple[int, ...]
+) -> None:
+    assert candidate_ports(meta) == ports
+    assert len(candidate_ports(meta)) <= MAX_PORTS
+
+
+async def test_the_port_that_answers_as_an_engine_is_found_and_remembered(
+    serve: Callable[[dict[str, Handler]], Awaitable[str]],
+) -> None:
+    asked: dict[str, int] = {"web": 0, "triton": 0}
+
+    def counted(name: str, handler: Handler) -> Handler:
+        async def count(request: web.Request) -> web.StreamResponse:
+            asked[name] += 1
+            return await handler(request)
+
+        return count
+
+    web_ui = await serve({"/": counted("web", body(b"<html>a notebook</html>"))})
+    triton = await serve({"/metrics": counted("triton", body(TRITON))})
+    closed = free_port()
+    web_port, triton_port = (int(url.rsplit(":", 1)[1]) for url in (web_ui, triton))
+    # A pod declaring a closed port, a web UI, then Triton's metrics port.
+    meta = pod(ip="127.0.0.1", declared=(closed, web_port, triton_port))
+    target = engine_target(meta)
+    assert target is not None and target.url == f"http://127.0.0.1:{closed}/metrics"
+    scraper = EngineScraper(timeout=2.0, max_bytes=1 << 20)
+    try:
+        (first,) = await scraper.scrape([target])
+        assert first.reading is not None and first.reading.engine == "triton"
+        assert first.url == f"http://127.0.0.1:{triton_port}/metrics"
+        before = dict(asked)
+        (second,) = await scraper.scrape([target])
+    finally:
+        await scraper.close()
+    assert second.reading is not None and second.url == first.url
+    assert asked == {"web": before["web"], "triton": before["triton"] + 1}  # only Triton again
+
+
+async def test_a_pod_with_no_engine_on_any_port_says_what_answered(
+    serve: Callable[[dict[str, Handler]], Awaitable[str]],
+) -> None:
+    web_ui = await serve({"/metrics": body(b"<html>not metrics</html>")})
+    meta = pod(ip="127.0.0.1", declared=(free_port(), int(web_ui.rsplit(":", 1)[1])))
+    target = engine_target(meta)
+    assert target is not None
+    scraper = EngineScraper(timeout=2.0, max_bytes=1 << 20)
+    try:
+        (result,) = await scraper.scrape([target])
+    finally:
+        await scraper.close()
+    # the answer that was not an engine's tells more than the refused connections
+    assert (result.reading, result.error) == (None, "not_metrics")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize(

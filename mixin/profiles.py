@@ -143,9 +143,10 @@ def markdown() -> str:
         "|---|---|---|---:|---:|---:|",
     ]
     for t in TABLES:
+        names = t.model_names.replace("|", "\\|")  # a bar inside a Markdown table cell
         for p in t.profiles:
             lines.append(
-                f"| {t.title} | `{t.model_names.replace('|', chr(92) + '|')}` | `{p.name}` | {p.slices} | {p.memory_mib} "
+                f"| {t.title} | `{names}` | `{p.name}` | {p.slices} | {p.memory_mib} "
                 f"| {p.instances} |"
             )
     return "\n".join(lines) + "\n"

@@ -88,7 +88,7 @@ def _device_identity(q: _PromQL) -> str:
     whole GPU)."""
     by, raw = q.by, q.raw
     tabled = (
-        f"group by {by('device', 'gpu_uuid', 'node', 'mig_profile')} ({raw('gpuwork_device_info')})"  # noqa: E501
+        f"group by {by('device', 'gpu_uuid', 'node', 'mig_profile')} ({raw('gpuwork_device_info')})"
     )
     tabled = f'label_replace({tabled}, "current_profile", "$1", "mig_profile", "(.+)")'
     tabled = f'label_replace({tabled}, "current_profile", "{WHOLE}", "mig_profile", "")'

@@ -172,6 +172,8 @@ def groups(config: Config) -> list[Group]:
         max by {key} (
           time() - min_over_time(timestamp({HELD})[{window}:{resolution}])
         )
+          and on {key}
+        {HELD}
         """)
     held_now = f"max by {key} ({HELD})"
     compute_measured = (
@@ -185,7 +187,8 @@ def groups(config: Config) -> list[Group]:
     total = f"max by {key} ({MEMORY_TOTAL})"
 
     def capped(expr: str) -> str:
-        return f"(({expr}) < on {key} {total}) or on {key} {total}"
+        """`expr`, or the device's memory where that is less (only where `expr` is)."""
+        return f"(({expr}) < on {key} {total})\n    or on {key}\n  ({total} and on {key} ({expr}))"
 
     fits = [_branch(q, t, p) for t in TABLES for p in t.candidates] + [
         _named(f"group by {key} ({HELD}) * {WHOLE_SIZE_KEY}", "recommended_profile", WHOLE, "")
@@ -224,7 +227,7 @@ def groups(config: Config) -> list[Group]:
             HISTORY,
             history,
             f"seconds since the pod's first sample, up to the window ({window}); to within a\n"
-            f"step of {resolution} at the window's far end",
+            f"step of {resolution} at the window's far end. Pods that hold a device now only",
             "advice: windows over the inputs",
         ),
         Rule(

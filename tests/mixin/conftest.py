@@ -170,7 +170,7 @@ def _advice(node: SimulatedNode, pod: PodSpec, activity: float) -> tuple[str, st
     slices_now, slices_then = round(fraction * 7), round(advised * 7)
     kind = (
         "downsize" if slices_then < slices_now else "upsize" if slices_then > slices_now else "keep"
-    )  # noqa: E501
+    )
     return name, kind, (fraction - advised) * PRICE * CONFIG.hours_per_month
 
 

@@ -26,7 +26,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -220,7 +219,3 @@ def actions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ActionsStack]:
                 )
     except ProgramMissingError as missing:
         pytest.fail(str(missing))
-
-
-def instant(prom: PromQL, expr: str, at: float) -> list[dict[str, Any]]:
-    return prom.query(expr, time=f"{at:.3f}")

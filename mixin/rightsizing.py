@@ -16,6 +16,7 @@ of samples per pod is too much to read every 30 seconds).
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Mapping
 
 from mixin.config import Config
@@ -38,6 +39,7 @@ HEADER = """\
 """
 
 # The names of the rules, for the dashboard, the docs and the tests.
+PROFILE = "device:gpuwork_device_profile:info"
 HELD = "namespace_pod_device:gpuwork_device_gpu_fraction:dedicated"
 MEMORY_TOTAL = "namespace_pod_device:gpuwork_device_memory_total_bytes:dedicated"
 ACTIVITY = "namespace_pod_device:gpuwork_device_sm_active_ratio:dedicated"
@@ -83,23 +85,28 @@ def _named(expr: str, label: str, value: str, indent: str = "  ") -> str:
     return f'label_replace(\n{indent}  {expr},\n{indent}  "{label}", "{value}", "", ""\n{indent})'
 
 
-def _device_identity(q: _PromQL) -> str:
+def _labelled(expr: str, label: str, value: str, source: str, regex: str) -> str:
+    """label_replace over a multi-line `expr`, indented."""
+    inner = textwrap.indent(expr, "  ")
+    return f'label_replace(\n{inner},\n  "{label}", "{value}", "{source}", "{regex}"\n)'
+
+
+def _device_profile(q: _PromQL) -> str:
     """Per device: node, GPU model, its MIG table and the profile it is (`whole` for a
-    whole GPU)."""
+    whole GPU), value 1."""
     by, raw = q.by, q.raw
-    tabled = (
+    info = (
         f"group by {by('device', 'gpu_uuid', 'node', 'mig_profile')} ({raw('gpuwork_device_info')})"
     )
-    tabled = f'label_replace({tabled}, "current_profile", "$1", "mig_profile", "(.+)")'
-    tabled = f'label_replace({tabled}, "current_profile", "{WHOLE}", "mig_profile", "")'
-    with_model = (
-        f"{tabled}\n      * on {by('gpu_uuid')} group_left (model_name)\n"
-        f"    group by {by('gpu_uuid', 'model_name')} ({raw('gpuwork_gpu_info')})"
+    out = _labelled(info, "current_profile", "$1", "mig_profile", "(.+)")
+    out = _labelled(out, "current_profile", WHOLE, "mig_profile", "")
+    out = (
+        f"{out}\n  * on {by('gpu_uuid')} group_left (model_name)\n"
+        f"group by {by('gpu_uuid', 'model_name')} ({raw('gpuwork_gpu_info')})"
     )
-    out = with_model
     for t in TABLES:
-        out = f'label_replace(\n    {out},\n    "mig_table", "{t.key}", "model_name", "{t.model_names}"\n  )'  # noqa: E501
-    return out
+        out = _labelled(out, "mig_table", t.key, "model_name", t.model_names)
+    return f"group by {by('device', *IDENTITY)} (\n{textwrap.indent(out, '  ')}\n)\n"
 
 
 def _branch(q: _PromQL, t: MigTable, p: Profile) -> str:
@@ -134,17 +141,22 @@ def groups(config: Config) -> list[Group]:
 
     inputs = [
         Rule(
+            PROFILE,
+            _device_profile(q),
+            "value 1 per device: its node, GPU model, MIG table (mixin/profiles.py; none for a\n"
+            "model without MIG) and the profile it is (`whole` for a whole GPU)",
+            "inputs: each pod's device now",
+        ),
+        Rule(
             HELD,
             f"max by {by('device')} ({raw('gpuwork_device_gpu_fraction')})\n"
             f"  * on {by('device')} group_right ()\n"
             f"(\n  {dedicated}\n"
             f"    * on {by('device')} group_left ({', '.join(IDENTITY)})\n"
-            f"  {_device_identity(q)}\n)\n",
+            f"  {PROFILE}\n)\n",
             "the GPU fraction of each device a pod holds alone (allocation share 1), with the\n"
-            "device's node, GPU model, MIG table and profile (`whole` for a whole GPU). Pods\n"
-            "sharing a device (time-slicing, MPS) get no advice: nothing tells their own\n"
-            "memory apart",
-            "inputs: each pod's device now",
+            "device's identity. Pods sharing a device (time-slicing, MPS) get no advice:\n"
+            "nothing tells their own memory apart",
         ),
         Rule(MEMORY_TOTAL, per_holder("gpuwork_device_memory_total_bytes")),
         Rule(

@@ -96,11 +96,17 @@ class ActionsStack:
     main_instance: str
     config: Config
     files: dict[str, str]
+    # When the run was complete. The stack is shared by the session and keeps running
+    # while other tests do, so the proofs read Prometheus as it was then: the young pod
+    # is young at this moment, not ten minutes later.
+    ready_at: float
 
     def advice(self) -> tuple[float, dict[str, tuple[dict[str, str], float | None]]]:
         """When the advice was last recorded, and per pod: the labels of its
         recommended_profile series and its monthly saving (None where it has none)."""
-        (latest,) = self.prometheus.query(f"timestamp(max({rightsizing.HISTORY}))")
+        (latest,) = self.prometheus.query(
+            f"timestamp(max({rightsizing.HISTORY}))", time=f"{self.ready_at:.3f}"
+        )
         at = f"{float(latest['value'][1]):.3f}"
         infos = self.prometheus.query(rightsizing.RECOMMENDED, time=at)
         savings = {s["metric"]["pod"]: float(s["value"][1])
@@ -130,8 +136,8 @@ class ActionsStack:
         """(scrape time, collection time on the main node's clock) of every scrape since."""
         selector = ('gpuwork_collector_last_success_timestamp_seconds'
                     f'{{collector="engines", instance="{self.main_instance}"}}')  # fmt: skip
-        window = f"{int(time.time() - since) + 1}s"
-        (series,) = self.prometheus.query(f"{selector}[{window}]")
+        window = f"{int(self.ready_at - since) + 1}s"
+        (series,) = self.prometheus.query(f"{selector}[{window}]", time=f"{self.ready_at:.3f}")
         return [(float(ts), float(v) - self.main.wall_start) for ts, v in series["values"]]
 
 
@@ -208,7 +214,9 @@ def actions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ActionsStack]:
         ):
             time.sleep(max(YOUNG_AFTER - (time.time() - main_start), 0))
             with exporter(paths[1], ports[1], scratch / "young", interval=INTERVAL) as young_start:
-                time.sleep(max(RUN_SECONDS - (time.time() - main_start), 0))
+                # the young pod needs a few scrapes of its own to be advised anything
+                time.sleep(max(RUN_SECONDS - (time.time() - main_start),
+                               young_start + 5 * INTERVAL - time.time(), 0))  # fmt: skip
                 yield ActionsStack(
                     prometheus=prom,
                     main=SimulatedNode(Scenario.model_validate(MAIN), wall_start=main_start),
@@ -216,6 +224,7 @@ def actions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ActionsStack]:
                     main_instance=targets[0],
                     config=config,
                     files=files,
+                    ready_at=time.time(),
                 )
     except ProgramMissingError as missing:
         pytest.fail(str(missing))

@@ -184,7 +184,8 @@ def test_the_real_prometheus_gives_the_scenarios_demand_to_keda_and_the_adapter(
     )
     assert adapter["rules"][0]["metricsQuery"] == autoscaling.ADAPTER_METRICS_QUERY
     prom = actions.prometheus
-    (series,) = prom.query(f'{autoscaling.IN_FLIGHT}{{namespace="chat"}}[10m]')
+    (series,) = prom.query(f'{autoscaling.IN_FLIGHT}{{namespace="chat"}}[10m]',
+                           time=f"{actions.ready_at:.3f}")  # fmt: skip
     evaluations = [float(ts) for ts, _ in series["values"]]
     stamps = actions.stamps(actions.main.wall_start)
     exact = 0

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from mixin import alerting, dashboards, recording
+from mixin import alerting, autoscaling, dashboards, recording, rightsizing
 from mixin.config import Config
 
 CHART_FILES = "charts/gpuwork-exporter/files"
 RULES = f"{CHART_FILES}/gpuwork.rules.yml"
 ALERTS = f"{CHART_FILES}/gpuwork.alerts.yml"
+# Recording rules beside the useful-work ones, each a file of its own in the mixin.
+EXTRA_RULES = {
+    f"{CHART_FILES}/gpuwork.rightsizing.rules.yml": (rightsizing.files, rightsizing.PATH),
+    f"{CHART_FILES}/gpuwork.autoscaling.rules.yml": (autoscaling.files, autoscaling.PATH),
+}
 DASHBOARDS = f"{CHART_FILES}/dashboards"
 
 # The generated files the chart takes, by their path in the repository. The alerts'
@@ -36,6 +41,8 @@ def files(config: Config) -> Mapping[str, str]:
         RULES: _one(rules, recording.PATH),
         ALERTS: _one(alerting.files(config), _ALERTS_SOURCE),
     }
+    for target, (part, source) in EXTRA_RULES.items():
+        out[target] = _one(part(config), source)
     for path, text in dashboards.files(config).items():
         if not path.startswith("dashboards/") or not path.endswith(".json"):
             raise ValueError(f"unexpected dashboard path {path}")

@@ -113,6 +113,45 @@ class Config:
     # Dropped series: a cap was reached; once in an hour is worth a look.
     dropped_series_window: str = "1h"
 
+    # -- Right-sizing (mixin/rightsizing.py, docs/rightsizing.md) -----------------------
+    # Advice reads this much history: a week holds the weekday and weekend peaks. A pod
+    # with less history than this gets "not enough data", never advice.
+    rightsizing_window: str = "7d"
+    # How finely a pod's first sample is looked for in the window (a subquery step): a
+    # pod counts as old enough once it has the window less one step of history.
+    rightsizing_resolution: str = "1h"
+    # The advice group runs this often: its windows read a week of samples per pod, and
+    # advice moves over days. Under Prometheus's 5-minute lookback, so an instant query
+    # always sees the latest advice.
+    rightsizing_interval: str = "2m"
+    # Compute need: this quantile of the SM activity over the window (a peak that is not
+    # one spike), times the device's GPU fraction, plus this headroom.
+    rightsizing_compute_quantile: float = 0.95
+    rightsizing_compute_headroom: float = 0.2
+    # Memory need: the peak estimate plus this headroom (allocator fragmentation, a
+    # longer prompt than the window saw), capped at the memory of the device it ran on.
+    rightsizing_memory_headroom: float = 0.2
+    # The share of an engine's device memory that is KV cache. The exporter does not
+    # serve the cache's size in bytes, so the estimate takes it as this share of the
+    # memory the engine holds; the rest (weights, activations, CUDA graphs) is resident.
+    # vLLM at gpu_memory_utilization 0.9 with an 8B model on an 80 GB GPU: ~0.7.
+    rightsizing_kv_cache_share: float = 0.7
+    # Hours in a month, for the monthly saving: 365 * 24 / 12.
+    hours_per_month: float = 730.0
+
+    # -- Autoscaling signals (mixin/autoscaling.py, docs/autoscaling.md) ----------------
+    # Rates in the autoscaling rules: long enough to smooth a scrape, short enough that a
+    # scaler reacts within a few of its 30-second polls.
+    autoscaling_rate_window: str = "2m"
+    # The example ScaledObject and HPA target this many requests in flight (running +
+    # waiting) per replica: half of a vLLM replica's 64-request batch at full activity,
+    # so a replica scales out before its queue builds.
+    autoscaling_target_in_flight: float = 32.0
+    # KEDA activates a scaled-to-zero deployment above this many requests in flight.
+    autoscaling_activation_in_flight: float = 0.0
+    # Where the examples point KEDA and prometheus-adapter at Prometheus.
+    autoscaling_prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
+
     # -- Routing (alerts/alertmanager.example.yml) -------------------------------------
     # The tenants with a receiver of their own: those of simulator/scenarios/mixed.yaml.
     tenants: tuple[str, ...] = ("ads", "batch", "chat", "research", "search")

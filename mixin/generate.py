@@ -18,9 +18,16 @@ Part = Callable[[Config], Mapping[str, str]]
 
 
 def parts() -> list[Part]:
-    from mixin import alerting, chart, dashboards, recording
+    from mixin import alerting, autoscaling, chart, dashboards, recording, rightsizing
 
-    return [recording.files, alerting.files, dashboards.files, chart.files]
+    return [
+        recording.files,
+        rightsizing.files,
+        autoscaling.files,
+        alerting.files,
+        dashboards.files,
+        chart.files,
+    ]
 
 
 def generated(config: Config = CONFIG) -> dict[str, str]:

@@ -46,6 +46,7 @@ class Rule:
 class Group:
     name: str
     rules: Sequence[Rule]
+    interval: str = ""  # the group's own evaluation interval; empty: Prometheus's global one
 
 
 class _PromQL:
@@ -420,21 +421,23 @@ def _expr_text(expr: str) -> str:
     return expr if "\n" in expr.rstrip("\n") else expr.strip()
 
 
-def render(rule_groups: Sequence[Group]) -> str:
+def render(rule_groups: Sequence[Group], header: str = HEADER) -> str:
     """The rule file: the header, then each group, each rule under its comments."""
     data = {
         "groups": [
             {
                 "name": group.name,
+                **({"interval": group.interval} if group.interval else {}),
                 "rules": [{"record": r.record, "expr": _expr_text(r.expr)} for r in group.rules],
             }
             for group in rule_groups
         ]
     }
-    out = [HEADER, "groups:\n"]
+    out = [header, "groups:\n"]
     for g, (group, parsed) in enumerate(zip(rule_groups, data["groups"], strict=True)):
         out.append("\n" if g else "")
-        out.append(indent(_dump([{"name": parsed["name"]}]), "  ") + "    rules:\n")
+        head = {k: v for k, v in parsed.items() if k != "rules"}
+        out.append(indent(_dump([head]), "  ") + "    rules:\n")
         for n, (rule, plain) in enumerate(zip(group.rules, parsed["rules"], strict=True)):
             if rule.section:
                 out.append("\n" if n else "")

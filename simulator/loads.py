@@ -35,6 +35,7 @@ class LoadProfile(StrEnum):
     IDLE = "idle"  # model loaded, no requests
     NEVER_USED = "never-used"  # holds the device, never started a process on it
     BURSTY = "bursty"
+    SATURATED = "saturated"  # pinned: more work than the device can take, a queue builds
 
 
 def _unit(*parts: object) -> float:
@@ -62,6 +63,8 @@ def segment_activity(profile: LoadProfile, key: str, seed: int, segment: int) ->
     """SM activity in 0-1 during one segment."""
     if profile is LoadProfile.BUSY:
         return 0.55 + 0.4 * _unit(seed, key, segment)
+    if profile is LoadProfile.SATURATED:
+        return 0.96 + 0.04 * _unit(seed, key, segment)
     if profile is LoadProfile.BURSTY:
         phase = int(_unit(seed, key, "phase") * BURST_PERIOD_SEGMENTS)
         if (segment + phase) % BURST_PERIOD_SEGMENTS < BURST_ON_SEGMENTS:

@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from mixin.config import Config
-from mixin.dashboards import exporter, fleet, node, serving, tenant
+from mixin.dashboards import exporter, fleet, node, rightsizing, serving, tenant
 from mixin.dashboards.panels import Board
 
-MODULES = (fleet, node, tenant, serving, exporter)
+MODULES = (fleet, node, tenant, serving, exporter, rightsizing)
 
 
 def boards(config: Config) -> list[Board]:

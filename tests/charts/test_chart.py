@@ -359,6 +359,8 @@ def _generated(path: str) -> Any:
 
 def test_prometheus_rule_carries_the_generated_groups(helm: str) -> None:
     recording = _generated(mixin_chart.RULES)["groups"]
+    for path in mixin_chart.EXTRA_RULES:  # right-sizing and autoscaling, after the useful work
+        recording += _generated(path)["groups"]
     alerting = _generated(mixin_chart.ALERTS)["groups"]
     everything = one(render(helm, "prometheusRule.enabled=true"), "PrometheusRule")
     assert everything["spec"]["groups"] == recording + alerting

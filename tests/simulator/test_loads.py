@@ -34,6 +34,7 @@ def test_busy_is_always_working_and_idle_never() -> None:
     times = [i * 1.7 for i in range(500)]
     assert all(0.55 <= activity(LoadProfile.BUSY, "p", 1, t) < 0.95 for t in times)
     assert all(activity(LoadProfile.IDLE, "p", 1, t) == 0 for t in times)
+    assert all(0.96 <= activity(LoadProfile.SATURATED, "p", 1, t) < 1.0 for t in times)
     assert runs_process(LoadProfile.IDLE) and not runs_process(LoadProfile.NEVER_USED)
 
 

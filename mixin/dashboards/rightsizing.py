@@ -104,4 +104,21 @@ def dashboard(config: Config) -> Board:
         "moves as pods come, go and change their load.",
         queries=[Query(f"sum by ({cl}) ({rs.SAVING}{b.recorded()})", "{{" + cl + "}}")],
     )
+    held = f"group by {key} ({rs.HELD}{b.recorded()})"
+    b.timeseries(
+        "SM and tensor-core activity of the pods held alone",
+        unit="percentunit",
+        description="The activity the compute need is read from (SM activity, 0-1 of the "
+        "pod's own device), and beside it the tensor-core activity: a tensor pipe is active "
+        "only on an active SM, so it lies within SM activity; a pod busy on its tensor cores "
+        "shows the two close. Absent without GPM (A100 MIG instances).",
+        queries=[
+            Query(f"max by {key} ({rs.ACTIVITY}{b.recorded()})", "{{namespace}}/{{pod}} SM"),
+            Query(
+                f"max by ({cl}, device) (gpuwork_device_tensor_active_ratio{b.raw()})\n"
+                f"  * on ({cl}, device) group_right\n{held}",
+                "{{namespace}}/{{pod}} tensor",
+            ),
+        ],
+    )
     return b

@@ -38,7 +38,7 @@ Bounds: at most `max_series` matched sample lines are read, at most 16 models pe
 leaves out is counted in `EngineReading.dropped_series`. The caller caps the body's size.
 The parser holds nothing between calls but a bounded cache of label sets it has parsed.
 
-Why one module of some 540 lines: it is one pass over one grammar. The pattern built from
+Why one module of some 640 lines: it is one pass over one grammar. The pattern built from
 the catalog, the line checks and the series bookkeeping share the state of that pass;
 split apart, each part would need the others' internals.
 """
@@ -269,166 +269,164 @@ class EngineParser:
     ) -> EngineReading:
         """The engine's reading from one `/metrics` body. `openmetrics`: the body was
         served as OpenMetrics (it must then end with `# EOF`). Raises `ExpositionError`."""
-        return _parse(self, body, openmetrics, max_series)
-
-
-def _parse(parser: EngineParser, body: bytes, openmetrics: bool, max_series: int) -> EngineReading:
-    specs, plans, names = parser._specs, parser._plans, parser._names
-    text, cut = _lines(body, openmetrics)
-    end = len(text)
-    problems: list[tuple[str, int, str]] = []  # (kind, where, detail)
-    counts = [0] * (len(specs) + 1)
-    first = [0] * (len(specs) + 1)  # where each engine's first name was seen
-    models: list[dict[str, None]] = [{} for _ in range(len(specs) + 1)]  # first seen first
-    # (name, model) -> series -> value; for buckets, -> series -> le -> count
-    values: dict[tuple[bytes, str], dict[str, float]] = {}
-    buckets: dict[tuple[bytes, str], dict[str, dict[float, float]]] = {}
-    seen: dict[tuple[bytes, bytes], tuple[str, float, str, bytes]] = {}  # the series read
-    duplicated: dict[tuple[bytes, bytes], int] = {}  # -> where seen again
-    types: dict[bytes, dict[str, int]] = {}  # family -> type -> where first declared
-    start: float | None = None
-    read = dropped = 0
-    caches = parser._label_cache
-    tail_ok = _TAIL.fullmatch
-    inf = _INF
-    for match in parser._pattern.finditer(text, 0, end):
-        eof, type_family, type_name, name, labels, value_text, tail = match.groups()
-        if eof is not None:
-            break
-        if type_family is not None:
-            types.setdefault(parser._families[type_family], {}).setdefault(
-                type_name.decode(), match.start()
-            )
-            continue
-        if read >= max_series:
-            dropped += 1
-            continue
-        read += 1
-        canonical, engine, _, bucket, check = names[name]
-        if not counts[engine]:
-            first[engine] = match.start()
-        counts[engine] += 1
-        if labels:
-            cache = caches[engine]
-            parsed = cache.get(labels)
-            if parsed is None:
-                if len(cache) >= _LABEL_CACHE_MAX:
-                    cache.clear()
-                parsed = cache[labels] = _labels(
-                    labels, plans[engine] if engine < len(plans) else None
+        specs, plans, names = self._specs, self._plans, self._names
+        text, cut = _lines(body, openmetrics)
+        end = len(text)
+        problems: list[tuple[str, int, str]] = []  # (kind, where, detail)
+        counts = [0] * (len(specs) + 1)
+        first = [0] * (len(specs) + 1)  # where each engine's first name was seen
+        models: list[dict[str, None]] = [{} for _ in range(len(specs) + 1)]  # first seen first
+        # (name, model) -> series -> value; for buckets, -> series -> le -> count
+        values: dict[tuple[bytes, str], dict[str, float]] = {}
+        buckets: dict[tuple[bytes, str], dict[str, dict[float, float]]] = {}
+        seen: dict[tuple[bytes, bytes], tuple[str, float, str, bytes]] = {}  # the series read
+        duplicated: dict[tuple[bytes, bytes], int] = {}  # -> where seen again
+        types: dict[bytes, dict[str, int]] = {}  # family -> type -> where first declared
+        start: float | None = None
+        read = dropped = 0
+        caches = self._label_cache
+        tail_ok = _TAIL.fullmatch
+        inf = _INF
+        for match in self._pattern.finditer(text, 0, end):
+            eof, type_family, type_name, name, labels, value_text, tail = match.groups()
+            if eof is not None:
+                break
+            if type_family is not None:
+                types.setdefault(self._families[type_family], {}).setdefault(
+                    type_name.decode(), match.start()
                 )
-        else:
-            parsed = _NO_LABELS
-        if isinstance(parsed, str):
-            problems.append((parsed, match.start(), "label set"))
-            continue
-        model, le, series, identity = parsed
-        try:
-            if b"_" in value_text or (tail and tail_ok(tail) is None):
-                raise ValueError(value_text)
-            value = float(value_text)
-        except ValueError:
-            problems.append((INVALID_LINE, match.start(), "value or what follows it"))
-            continue
-        if not check:
-            continue  # a family that only tells the engine
-        # what a counter, gauge, ratio or time may be; NaN fails every comparison
-        if not (0 <= value < inf and (check != _RATIO or value <= 1) and (check != _TIME or value)):
-            problems.append(
-                (INVALID_VALUE, match.start(), f"{value_text.decode()} in {name.decode()}")
-            )
-            continue
-        if bucket and (le != le or le == -inf):  # no `le`, or not a number
-            problems.append((INVALID_LINE, match.start(), "bucket without a numeric le"))
-            continue
-        key = (canonical, identity)
-        if key in seen:
-            duplicated.setdefault(key, match.start())
-            continue
-        if len(series) > MAX_SERIES_CHARS:
-            dropped += 1  # a label value too long to export
-            continue
-        if check == _TIME:
-            seen[key] = parsed
-            start = value if not labels else start
-            continue
-        known = models[engine]
-        if model not in known:
-            if len(known) >= MAX_MODELS:
+                continue
+            if read >= max_series:
                 dropped += 1
                 continue
-            known[model] = None
-        seen[key] = parsed
-        if bucket:
-            by_series = buckets.get((canonical, model))
-            if by_series is None:
-                buckets[(canonical, model)] = {series: {le: value}}
-            elif (by_le := by_series.get(series)) is None:
-                by_series[series] = {le: value}
+            read += 1
+            canonical, engine, _, bucket, check = names[name]
+            if not counts[engine]:
+                first[engine] = match.start()
+            counts[engine] += 1
+            if labels:
+                cache = caches[engine]
+                parsed = cache.get(labels)
+                if parsed is None:
+                    if len(cache) >= _LABEL_CACHE_MAX:
+                        cache.clear()
+                    parsed = cache[labels] = _labels(
+                        labels, plans[engine] if engine < len(plans) else None
+                    )
             else:
-                by_le[le] = value
-        elif (by_value := values.get((canonical, model))) is None:
-            values[(canonical, model)] = {series: value}
-        else:
-            by_value[series] = value
+                parsed = _NO_LABELS
+            if isinstance(parsed, str):
+                problems.append((parsed, match.start(), "label set"))
+                continue
+            model, le, series, identity = parsed
+            try:
+                if b"_" in value_text or (tail and tail_ok(tail) is None):
+                    raise ValueError(value_text)
+                value = float(value_text)
+            except ValueError:
+                problems.append((INVALID_LINE, match.start(), "value or what follows it"))
+                continue
+            if not check:
+                continue  # a family that only tells the engine
+            # what a counter, gauge, ratio or time may be; NaN fails every comparison
+            if not (
+                0 <= value < inf and (check != _RATIO or value <= 1) and (check != _TIME or value)
+            ):
+                problems.append(
+                    (INVALID_VALUE, match.start(), f"{value_text.decode()} in {name.decode()}")
+                )
+                continue
+            if bucket and (le != le or le == -inf):  # no `le`, or not a number
+                problems.append((INVALID_LINE, match.start(), "bucket without a numeric le"))
+                continue
+            key = (canonical, identity)
+            if key in seen:
+                duplicated.setdefault(key, match.start())
+                continue
+            if len(series) > MAX_SERIES_CHARS:
+                dropped += 1  # a label value too long to export
+                continue
+            if check == _TIME:
+                seen[key] = parsed
+                start = value if not labels else start
+                continue
+            known = models[engine]
+            if model not in known:
+                if len(known) >= MAX_MODELS:
+                    dropped += 1
+                    continue
+                known[model] = None
+            seen[key] = parsed
+            if bucket:
+                by_series = buckets.get((canonical, model))
+                if by_series is None:
+                    buckets[(canonical, model)] = {series: {le: value}}
+                elif (by_le := by_series.get(series)) is None:
+                    by_series[series] = {le: value}
+                else:
+                    by_le[le] = value
+            elif (by_value := values.get((canonical, model))) is None:
+                values[(canonical, model)] = {series: value}
+            else:
+                by_value[series] = value
 
-    for (canonical, _), at in duplicated.items():  # neither copy is read
-        problems.append((DUPLICATE_SERIES, at, canonical.decode()))
-    for canonical, identity in duplicated:
-        model, le, series, _ = seen[(canonical, identity)]
-        if names[canonical].check == _TIME:
-            start = None
-        elif names[canonical].bucket:
-            buckets[(canonical, model)][series].pop(le)
-        else:
-            values[(canonical, model)].pop(series)
-    conflicts = {family for family, declared in types.items() if len(declared) > 1}
-    for family in sorted(conflicts):  # nothing of the family is read
-        problems.append((TYPE_CONFLICT, max(types[family].values()), family.decode()))
-        for read_values in (values, buckets):
-            for gone in [k for k in read_values if names[k[0]].family == family]:
-                del read_values[gone]
+        for (canonical, _), at in duplicated.items():  # neither copy is read
+            problems.append((DUPLICATE_SERIES, at, canonical.decode()))
+        for canonical, identity in duplicated:
+            model, le, series, _ = seen[(canonical, identity)]
+            if names[canonical].check == _TIME:
+                start = None
+            elif names[canonical].bucket:
+                buckets[(canonical, model)][series].pop(le)
+            else:
+                values[(canonical, model)].pop(series)
+        conflicts = {family for family, declared in types.items() if len(declared) > 1}
+        for family in sorted(conflicts):  # nothing of the family is read
+            problems.append((TYPE_CONFLICT, max(types[family].values()), family.decode()))
+            for read_values in (values, buckets):
+                for gone in [k for k in read_values if names[k[0]].family == family]:
+                    del read_values[gone]
 
-    best = max(range(len(specs)), key=lambda i: (counts[i], -i))
-    if counts[best] == 0:
-        raise _unknown(text, end)
-    if cut:  # refused whole: the missing part may hold any series
-        raise ExpositionError(TRUNCATED, cut)
-    plan = plans[best]
-    ensembles = plan.spec.ensemble_models
-    entry = {m for m in models[best] if ensembles is not None and ensembles.fullmatch(m)}
-    readings = tuple(
-        reading
-        for model in models[best]
-        if (
-            reading := _model(
-                plan,
-                model,
-                values,
-                buckets,
-                problems,
-                steps_only=bool(entry) and model not in entry,
+        best = max(range(len(specs)), key=lambda i: (counts[i], -i))
+        if counts[best] == 0:
+            raise _unknown(text, end)
+        if cut:  # refused whole: the missing part may hold any series
+            raise ExpositionError(TRUNCATED, cut)
+        plan = plans[best]
+        ensembles = plan.spec.ensemble_models
+        entry = {m for m in models[best] if ensembles is not None and ensembles.fullmatch(m)}
+        readings = tuple(
+            reading
+            for model in models[best]
+            if (
+                reading := _model(
+                    plan,
+                    model,
+                    values,
+                    buckets,
+                    problems,
+                    steps_only=bool(entry) and model not in entry,
+                )
             )
+            is not None
         )
-        is not None
-    )
-    matched = _why(specs, counts, best, text.count(b"\n", 0, first[best] + 1))
-    problems.sort(key=lambda p: p[1])
-    kinds: dict[str, int] = {}
-    for kind, _, _ in problems:
-        kinds[kind] = kinds.get(kind, 0) + 1
-    return EngineReading(
-        engine=specs[best].name,
-        models=readings,
-        process_start_time=start,
-        problems=tuple(
-            Problem(kind, text.count(b"\n", 0, at + 1), detail)
-            for kind, at, detail in problems[:MAX_PROBLEMS]
-        ),
-        problem_counts=kinds,
-        dropped_series=dropped,
-        matched=matched,
-    )
+        matched = _why(specs, counts, best, text.count(b"\n", 0, first[best] + 1))
+        problems.sort(key=lambda p: p[1])
+        kinds: dict[str, int] = {}
+        for kind, _, _ in problems:
+            kinds[kind] = kinds.get(kind, 0) + 1
+        return EngineReading(
+            engine=specs[best].name,
+            models=readings,
+            process_start_time=start,
+            problems=tuple(
+                Problem(kind, text.count(b"\n", 0, at + 1), detail)
+                for kind, at, detail in problems[:MAX_PROBLEMS]
+            ),
+            problem_counts=kinds,
+            dropped_series=dropped,
+            matched=matched,
+        )
 
 
 def _why(specs: Sequence[EngineSpec], counts: Sequence[int], best: int, line: int) -> str:

@@ -33,7 +33,7 @@ from exporter.logs import configure_logging
 from exporter.model import NodeSnapshot
 from exporter.node import NodeInputs, real_node
 from exporter.settings import FLAGS, Settings, load_settings
-from exporter.sources.engines.catalog import BUILTIN, load_catalog
+from exporter.sources.engines.catalog import BUILTIN, Catalog, load_catalog
 from exporter.sources.engines.parser import EngineParser
 from exporter.sources.engines.scraper import EngineScraper
 from exporter.sources.engines.source import EngineSource
@@ -90,7 +90,14 @@ def build_exposition() -> Exposition:
     return Exposition(snapshots, build_registry(snapshots))
 
 
-def build_sources(settings: Settings, node: NodeInputs) -> Sources:
+def load_engine_catalog(settings: Settings, simulation: Simulation | None) -> Catalog:
+    """The built-in engines with --engines.catalog's, or with --simulate and no flag,
+    the scenario's `engine_catalog`. Raises `CatalogError` naming the line."""
+    path = settings.engines_catalog or (simulation.engine_catalog if simulation else "")
+    return load_catalog(path)
+
+
+def build_sources(settings: Settings, node: NodeInputs, catalog: Catalog = BUILTIN) -> Sources:
     """Every source of the node; attribution's only where the kubelet socket is set."""
     timeout = settings.collect_timeout
     nvml = NvmlSource(NvmlReader(node.nvml), timeout=timeout)
@@ -99,7 +106,6 @@ def build_sources(settings: Settings, node: NodeInputs) -> Sources:
     client = PodResourcesClient(node.kubelet_socket, timeout=timeout / 2,
                                 resources=settings.kubelet_resource_list)  # fmt: skip
     engines = None
-    catalog = load_catalog(node.engine_catalog) if node.engine_catalog else BUILTIN
     if settings.engines_scrape:
         scraper = EngineScraper(timeout=settings.engines_timeout,
                                 max_bytes=settings.engines_max_bytes,
@@ -121,14 +127,16 @@ def build_collection(
     publish: Callable[[NodeSnapshot], Awaitable[None] | None],
     *,
     monotonic: Callable[[], float] = time.monotonic,
+    catalog: Catalog = BUILTIN,
 ) -> Collection:
-    """The loop as `serve` runs it; `monotonic` is the ledger's clock (benchmarks move it)."""
+    """The loop as `serve` runs it; `monotonic` is the ledger's clock (benchmarks move it),
+    `catalog` the engines it recognises."""
     attributing = bool(node.kubelet_socket)
     ledger = WasteLedger(window=settings.state_window,
                          busy_threshold=settings.state_busy_threshold,
                          max_step=MAX_STEP_INTERVALS * settings.collect_interval)  # fmt: skip
     return Collection(
-        build_sources(settings, node),
+        build_sources(settings, node, catalog),
         node=node.name,
         publish=publish,
         rules=settings.tenant_rule_list,
@@ -163,12 +171,15 @@ async def serve(
     settings: Settings,
     simulation: Simulation | None = None,
     web_config: WebConfigFile | None = None,
+    catalog: Catalog | None = None,
 ) -> None:
-    """`web_config`: --web.config.file as `main` loaded it; loaded here when not given."""
+    """`web_config` and `catalog`: --web.config.file and the engine catalog as `main`
+    loaded them; loaded here when not given."""
     web_config = web_config or load_web_config(settings.web_config_file)
+    catalog = catalog or load_engine_catalog(settings, simulation)
     stop = asyncio.Event()
     async with open_node(settings, simulation, stop) as node:
-        await _serve(settings, node, simulation, stop, web_config)
+        await _serve(settings, node, simulation, stop, web_config, catalog)
 
 
 async def _serve(
@@ -176,10 +187,11 @@ async def _serve(
     node: NodeInputs,
     simulation: Simulation | None,
     stop: asyncio.Event,
-    web_config: WebConfigFile | None = None,
+    web_config: WebConfigFile | None,
+    catalog: Catalog,
 ) -> None:
     exposition = build_exposition()
-    collection = build_collection(settings, node, exposition.publish)
+    collection = build_collection(settings, node, exposition.publish, catalog=catalog)
     freeze_startup_objects()
     authorize = web_config.authorized if web_config else None
     runner = web.AppRunner(make_app(exposition, lambda: collection.ready, authorize=authorize),
@@ -208,7 +220,7 @@ async def _serve(
                 break
             log.warning("the scenario restarts the exporter: what it kept in memory starts anew")
             await collection.close()
-            collection = build_collection(settings, node, exposition.publish)
+            collection = build_collection(settings, node, exposition.publish, catalog=catalog)
         await collection.run(settings.collect_interval, stop)
     finally:
         log.info("shutting down")
@@ -245,13 +257,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.log_level, settings.log_format)
         simulation = load_simulation(settings)
         web_config = load_web_config(settings.web_config_file)
-        if settings.engines_catalog:  # checked before anything starts; read again to serve
-            load_catalog(settings.engines_catalog)
+        catalog = load_engine_catalog(settings, simulation)
     except GpuworkError as error:  # bad settings, a scenario, web config or engine catalog
         print(f"gpuwork-exporter: {error}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve(settings, simulation, web_config))
+        asyncio.run(serve(settings, simulation, web_config, catalog))
     except OSError as error:  # the listen address, or a simulated engine's, is taken
         print(f"gpuwork-exporter: {error}", file=sys.stderr)
         return 1

@@ -34,7 +34,6 @@ class NodeInputs:
     proc_root: str
     cluster: ClusterSource | None  # None: tenants come from namespace names only
     gpu_prices: tuple[tuple[str, float], ...]
-    engine_catalog: str = ""  # a user's engine catalog file; empty: the built-in one
 
 
 @contextlib.asynccontextmanager
@@ -61,8 +60,7 @@ async def real_node(settings: Settings, stop: asyncio.Event) -> AsyncIterator[No
         tasks.append(asyncio.create_task(watcher.run(stop), name="kubernetes"))
     try:
         yield NodeInputs(settings.node_name, pynvml, settings.kubelet_socket,
-                         settings.proc_root, cluster, settings.gpu_prices,
-                         settings.engines_catalog)  # fmt: skip
+                         settings.proc_root, cluster, settings.gpu_prices)  # fmt: skip
     finally:
         for task in tasks:
             task.cancel()

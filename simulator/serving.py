@@ -18,7 +18,6 @@ from pathlib import Path
 from exporter.errors import ListenError, os_reason
 from exporter.node import NodeInputs
 from exporter.settings import Settings
-from exporter.sources.engines.catalog import load_catalog
 from exporter.sources.kubernetes.source import ClusterSource
 from exporter.sources.nvml.library import Nvml
 from simulator.engines import SimulatedEngines
@@ -44,10 +43,8 @@ class Simulation:
         # scenario's `gpu_hourly_cost`
         priced = "cost_gpu_hourly" in settings.model_fields_set
         self.gpu_prices = settings.gpu_prices if priced else scenario.gpu_prices
-        # --engines.catalog when given, else the scenario's `engine_catalog`, checked now
-        self.engine_catalog = settings.engines_catalog or scenario.engine_catalog_path()
-        if self.engine_catalog:
-            load_catalog(self.engine_catalog)
+        # the scenario's `engine_catalog` file ("": none): --engines.catalog's default
+        self.engine_catalog = scenario.engine_catalog_path()
 
     def exporter_restarts(self) -> list[float]:
         """Seconds from now to each restart of the exporter the scenario holds
@@ -76,8 +73,7 @@ class Simulation:
                 await start_engines(engines)
                 try:
                     yield NodeInputs(self.name, self.nvml, socket_path, str(proc),
-                                     ClusterSource(node.cluster_view), self.gpu_prices,
-                                     self.engine_catalog)  # fmt: skip
+                                     ClusterSource(node.cluster_view), self.gpu_prices)  # fmt: skip
                 finally:
                     await engines.stop()
             finally:

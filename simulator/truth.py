@@ -24,7 +24,7 @@ from itertools import pairwise
 
 from exporter.model import DeviceState
 from exporter.sources.engines.catalog import load_catalog
-from exporter.sources.engines.parser import BUILTIN_PARSER, EngineParser
+from exporter.sources.engines.parser import EngineParser
 from simulator.bodies.exposition import render_exposition
 from simulator.holdings import device_fraction, live_devices
 from simulator.loads import mean_activity, runs_process
@@ -100,7 +100,7 @@ def _served(node: SimulatedNode, pod: PodSpec, t: float) -> tuple[float, float, 
 @functools.cache
 def _parser(catalog: str) -> EngineParser:
     """The exporter's parser with the scenario's engine catalog, as `--simulate` runs it."""
-    return EngineParser(load_catalog(catalog)) if catalog else BUILTIN_PARSER
+    return EngineParser(load_catalog(catalog))
 
 
 def engine_worked(node: SimulatedNode, pod: PodSpec, times: Sequence[float]) -> list[bool | None]:

@@ -22,9 +22,10 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import __version__
-from exporter.cli import load_simulation, main, parse_args
+from exporter.cli import load_engine_catalog, load_simulation, main, parse_args
 from exporter.node import real_node
 from exporter.settings import FLAGS, load_settings
+from exporter.sources.engines.catalog import BUILTIN
 from tests.support.paths import REPO
 
 SCENARIOS = REPO / "simulator" / "scenarios"
@@ -345,4 +346,31 @@ def test_an_engine_catalog_that_fails_validation_exits_2_naming_its_line(
     line = one_error_line(capsys)
     assert line == (
         f"gpuwork-exporter: {path}:4: engines[0].fields.tokens: Extra inputs are not permitted"
+    )
+
+
+def test_the_engine_catalog_is_the_flags_file_else_the_scenarios(tmp_path: Path) -> None:
+    mixed = load_settings(parse_args(["--simulate", "mixed"]), {})
+    assert "inhouse" in load_engine_catalog(mixed, load_simulation(mixed)).names()
+    mine = tmp_path / "engines.yaml"
+    mine.write_text("engines:\n  - name: acme\n    ports: [9100]\n    fields: {}\n")
+    flagged = load_settings(parse_args(["--simulate", "mixed", "--engines.catalog", str(mine)]), {})
+    names = load_engine_catalog(flagged, load_simulation(flagged)).names()
+    assert "acme" in names and "inhouse" not in names  # the flag wins over the scenario
+    plain = load_settings(parse_args([]), {})
+    assert load_engine_catalog(plain, None) is BUILTIN
+
+
+def test_a_scenario_naming_a_bad_engine_catalog_exits_2_naming_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    catalog = tmp_path / "engines.yaml"
+    catalog.write_text("engines:\n  - name: acme\n    ports: [0]\n    fields: {}\n")
+    scenario = tmp_path / "node.yaml"
+    scenario.write_text(f"name: x\ngpus: [{{model: L4}}]\nengine_catalog: {catalog}\n")
+
+    assert main(["--simulate", str(scenario)]) == 2
+
+    assert one_error_line(capsys) == (
+        f"gpuwork-exporter: {catalog}:2: engines[0]: port 0 is not 1-65535"
     )

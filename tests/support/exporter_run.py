@@ -11,7 +11,7 @@ from exporter.accounting.waste import WasteLedger
 from exporter.collection import Collection, Sources
 from exporter.join.tenancy import DEFAULT_TENANT_RULES, parse_tenant_rules
 from exporter.model import NodeSnapshot
-from exporter.sources.engines.catalog import BUILTIN, load_catalog
+from exporter.sources.engines.catalog import load_catalog
 from exporter.sources.engines.parser import EngineParser
 from exporter.sources.engines.scraper import EngineScraper
 from exporter.sources.engines.source import EngineSource
@@ -82,8 +82,7 @@ async def exporter_on_mixed(
     await engines.start()
     published: list[NodeSnapshot] = []
 
-    path = sim.node.scenario.engine_catalog_path()  # as `--simulate` gives it
-    catalog = load_catalog(path) if path else BUILTIN
+    catalog = load_catalog(sim.node.scenario.engine_catalog_path())  # as `--simulate` does
 
     def start_exporter() -> Collection:
         client = PodResourcesClient(kubelet.socket_path, timeout=2.0, monotonic=sim.clock)

@@ -347,8 +347,10 @@ def parse_catalog(text: str, where: str = "<catalog>") -> Catalog:
     return Catalog(tuple(engines), origin)
 
 
-def load_catalog(path: str | Path) -> Catalog:
-    """The built-in catalog with the entries of the user's file at `path`."""
+def load_catalog(path: str | Path = "") -> Catalog:
+    """The built-in catalog with the entries of the user's file at `path` ("": none)."""
+    if not str(path):
+        return BUILTIN
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:

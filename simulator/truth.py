@@ -131,10 +131,7 @@ def device_energy(
     """True joules each device present at `t1` drew over [t0, t1], by device UUID (a whole
     GPU's UUID, or a MIG instance's), integrated in `step`s as the MIG layout may change."""
     joules: defaultdict[str, float] = defaultdict(float)
-    edges = [t0 + i * step for i in range(int((t1 - t0) // step) + 1)]
-    if edges[-1] < t1:
-        edges.append(t1)
-    for a, b in pairwise(edges):
+    for a, b in _steps(t0, t1, step):
         for index, slot in live_devices(node, b):
             joules[_uuid(node, index, slot, b)] += node.device_energy_joules(index, slot, a, b)
     present = {_uuid(node, index, slot, t1) for index, slot in live_devices(node, t1)}
@@ -146,16 +143,21 @@ def pod_energy(node: SimulatedNode, t0: float, t1: float, step: float = 10.0) ->
     drew, times the share of it the pod holds (a time-slicing replica's), as the
     recording rules charge it."""
     joules: defaultdict[str, float] = defaultdict(float)
-    edges = [t0 + i * step for i in range(int((t1 - t0) // step) + 1)]
-    if edges[-1] < t1:
-        edges.append(t1)
-    for a, b in pairwise(edges):
+    for a, b in _steps(t0, t1, step):
         for index, slot in live_devices(node, b):
             used = node.device_energy_joules(index, slot, a, b)
             for tenancy in node.tenants_of(index, slot):
                 share = node.holding_share(index, tenancy)
                 joules[f"{tenancy.pod.namespace}/{tenancy.pod.name}"] += used * share
     return dict(joules)
+
+
+def _steps(t0: float, t1: float, step: float) -> list[tuple[float, float]]:
+    """[t0, t1] cut into intervals of `step` seconds, the last one shorter where it must."""
+    edges = [t0 + i * step for i in range(int((t1 - t0) // step) + 1)]
+    if edges[-1] < t1:
+        edges.append(t1)
+    return list(pairwise(edges))
 
 
 def _uuid(node: SimulatedNode, index: int, slot: int | None, t: float) -> str:

@@ -87,21 +87,17 @@ def _container_ports(spec: Mapping[str, Any]) -> tuple[Mapping[str, int], tuple[
                 if not isinstance(port, dict):
                     continue
                 name, number = port.get("name"), port.get("containerPort")
-                tcp = port.get("protocol", "TCP") == "TCP"
-                if _port_number(number) and tcp and len(declared) < MAX_PORTS:
+                if not _port_number(number):
+                    continue
+                if port.get("protocol", "TCP") == "TCP" and len(declared) < MAX_PORTS:
                     declared[number] = None
-                if (
-                    isinstance(name, str)
-                    and name
-                    and isinstance(number, int)
-                    and not isinstance(number, bool)
-                    and (name in ports or len(ports) < MAX_PORTS)
-                ):
+                if isinstance(name, str) and name and (name in ports or len(ports) < MAX_PORTS):
                     ports[sys.intern(name[:MAX_LABEL_VALUE])] = number  # "http", "metrics"
     return MappingProxyType(ports), tuple(declared)
 
 
 def _port_number(value: object) -> TypeGuard[int]:
+    """A container port number as the API server admits it: an integer, 1-65535."""
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
 
 
